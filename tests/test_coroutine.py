@@ -1,6 +1,10 @@
 """tests/test-coroutine.c (the /basic cases), plus the pool, exceptions,
 misuse, and the locks of util/coroutine_lock.py."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from util import coroutine as coroutine_mod
@@ -362,3 +366,24 @@ def test_co_rwlock_readers_share_writer_excludes():
     assert log[-1] == ("r", 3)
     qemu_coroutine_enter(r3)
     assert lock.reader == 0 and not lock.writer
+
+
+# Both implementations of enter/yield pass every case above.
+
+def test_c_backend_is_used_when_built():
+    if os.environ.get("CI") == "true":
+        assert coroutine_mod.COROUTINE_BACKEND == "c"
+    elif coroutine_mod.COROUTINE_BACKEND != "c":
+        pytest.skip("util._coroutine_c is not built")
+    assert type(coroutine_mod.qemu_coroutine_enter).__name__ == \
+        "builtin_function_or_method"
+
+
+@pytest.mark.skipif(os.environ.get("PYQEMU_COROUTINE") == "python",
+                    reason="already running the Python backend")
+def test_python_backend_passes_the_same_cases():
+    env = dict(os.environ, PYQEMU_COROUTINE="python")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         __file__], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

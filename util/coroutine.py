@@ -119,7 +119,8 @@ def _coroutine_delete(co: Coroutine) -> None:
 # that skips a global lookup and a bound-method allocation per switch.
 def qemu_coroutine_enter(co: Coroutine, opaque: Any = None,
                          _getcurrent=getcurrent,
-                         _switch=greenlet.switch) -> None:
+                         _switch=greenlet.switch,
+                         _terminate=COROUTINE_TERMINATE) -> None:
     """Run co until it yields or terminates.
 
     An exception that escapes the coroutine's entry function is raised here,
@@ -132,12 +133,16 @@ def qemu_coroutine_enter(co: Coroutine, opaque: Any = None,
     ret = _switch(co, opaque)
     if co.co_queue_wakeup:
         qemu_co_queue_run_restart(co)
-    if ret is COROUTINE_TERMINATE:
-        exc = co.exception
-        _coroutine_delete(co)
-        if exc is not None:
-            co.exception = None
-            raise exc
+    if ret is _terminate:
+        _coroutine_terminated(co)
+
+
+def _coroutine_terminated(co: Coroutine) -> None:
+    exc = co.exception
+    _coroutine_delete(co)
+    if exc is not None:
+        co.exception = None
+        raise exc
 
 
 def qemu_coroutine_yield(_getcurrent=getcurrent,
@@ -172,3 +177,19 @@ def qemu_co_queue_run_restart(co: Coroutine) -> None:
     wakeup = co.co_queue_wakeup
     while wakeup:
         qemu_coroutine_enter(wakeup.popleft(), None)
+
+
+# The C versions of the two hot functions (util/coroutine_c.c), unless the
+# helper is not built or PYQEMU_COROUTINE=python asks for the code above.
+COROUTINE_BACKEND = "python"
+if os.environ.get("PYQEMU_COROUTINE", "") != "python":
+    try:
+        from util import _coroutine_c
+    except ImportError:
+        pass
+    else:
+        _coroutine_c.init(Coroutine, COROUTINE_TERMINATE,
+                          qemu_co_queue_run_restart, _coroutine_terminated)
+        qemu_coroutine_enter = _coroutine_c.qemu_coroutine_enter  # noqa: F811
+        qemu_coroutine_yield = _coroutine_c.qemu_coroutine_yield  # noqa: F811
+        COROUTINE_BACKEND = "c"
