@@ -23,12 +23,20 @@ Errp = Optional[list]
 
 
 class Error:
-    """An error message (C: struct Error), optionally with a hint."""
-    __slots__ = ('msg', 'hint')
+    """An error message (C: struct Error), optionally with a hint.
 
-    def __init__(self, msg: str):
+    errno is the error number error_setg_errno() built the message from
+    (None otherwise).  QEMU keeps only the text; the Pythonic front uses it
+    to raise OSError with the errno the message names, which the return
+    value of a layer above may have replaced (a format layer returns
+    -EINVAL when its file child cannot be opened).
+    """
+    __slots__ = ('msg', 'hint', 'errno')
+
+    def __init__(self, msg: str, os_errno: Optional[int] = None):
         self.msg = msg
         self.hint: Optional[str] = None
+        self.errno = os_errno
 
     def __repr__(self) -> str:
         return 'Error(%r)' % self.msg
@@ -60,6 +68,7 @@ def error_setg_errno(errp: Errp, os_errno: int, fmt: str, *args) -> None:
     if os_errno != 0:
         msg = '%s: %s' % (msg, os.strerror(os_errno))
     error_setg(errp, '%s', msg)
+    errp[0].errno = os_errno
 
 
 def error_propagate(dst_errp: Errp, local_err: Optional[Error]) -> None:
