@@ -245,16 +245,13 @@ BDRV_TRACKED_DISCARD = 4
 class BdrvTrackedRequest:
     """An in-flight request, listed in bs.tracked_requests.
 
-    The wait_queue is part of the struct as in C; tracked_request_begin()
-    re-initialises every field.
+    Like the C struct on the caller's stack it starts uninitialised:
+    tracked_request_begin() sets every field, wait_queue (the coroutines
+    blocked on this request) included.
     """
     __slots__ = ("bs", "offset", "bytes", "type", "serialising",
                  "overlap_offset", "overlap_bytes", "co", "wait_queue",
                  "waiting_for")
-
-    def __init__(self) -> None:
-        self.wait_queue = CoQueue()    # coroutines blocked on this request
-        self.waiting_for: Optional[BdrvTrackedRequest] = None
 
 
 class BlockDriver:
