@@ -1390,7 +1390,8 @@ def bdrv_get_block_status(bs: BlockDriverState, sector_num: int,
                                        sector_num, nb_sectors, pnum, file)
 
 
-@coroutine_fn
+# (coroutine_fn in the seed, but block.h and its callers use it anywhere:
+# it goes through the synchronous bdrv_get_block_status)
 def bdrv_is_allocated(bs: BlockDriverState, sector_num: int, nb_sectors: int,
                       pnum: list) -> int:
     file = [None]
