@@ -1,0 +1,275 @@
+"""Worker threads for blocking work (thread-pool.c, include/block/thread-pool.h).
+
+func(arg) -> int runs in a worker; the completion callback cb(opaque, ret)
+always runs in the pool's AioContext, from a bottom half that the worker
+schedules.  At most max_threads (64) workers; a worker that has had nothing
+to do for 10 s exits.
+
+Difference from the C: a finished request is also queued on pool.done, so
+that the completion bottom half takes finished requests in O(1) instead of
+walking every request in flight for THREAD_DONE ones (pool.head still holds
+them all, as C's list does).  An exception raised by func is a programming
+error: it is re-raised from the completion bottom half, in the context's
+thread (where C would have crashed), instead of killing the worker and
+leaving the request hanging.  And a new worker is started when the idle
+ones are fewer than the queued requests (see thread_pool_submit_aio).
+"""
+
+import errno
+import threading
+from collections import deque
+from typing import Any, Callable, Optional
+
+from util.aio import (AIOCBInfo, AioContext, BlockAIOCB, BlockCompletionFunc,
+                      aio_bh_new, qemu_bh_delete, qemu_bh_schedule,
+                      qemu_get_aio_context)
+from util.coroutine import (coroutine_fn, qemu_coroutine_enter,
+                            qemu_coroutine_self, qemu_coroutine_yield,
+                            qemu_in_coroutine)
+
+ThreadPoolFunc = Callable[[Any], int]
+
+THREAD_QUEUED = 0
+THREAD_ACTIVE = 1
+THREAD_DONE = 2
+
+# Seconds an idle worker waits for work before it exits.
+WORKER_IDLE_TIMEOUT = 10.0
+
+
+class ThreadPoolElement(BlockAIOCB):
+    # Leaving THREAD_QUEUED is done under pool.lock; after that only the
+    # worker writes state, and it writes ret first.
+    __slots__ = ("pool", "func", "arg", "state", "ret", "exc")
+
+
+class ThreadPool:
+    __slots__ = (
+        "ctx", "completion_bh", "lock", "worker_stopped", "sem",
+        "max_threads", "new_thread_bh",
+        # Only used in the AioContext.
+        "head",
+        # Protected by lock.
+        "request_list", "done", "cur_threads", "idle_threads",
+        "new_threads", "pending_threads", "stopping")
+
+    def __init__(self) -> None:
+        self.ctx: Optional[AioContext] = None
+        self.lock = threading.Lock()
+        self.worker_stopped = threading.Condition(self.lock)
+        self.sem = threading.Semaphore(0)
+        self.max_threads = 64
+        self.completion_bh = None
+        self.new_thread_bh = None
+        self.head: dict = {}
+        self.request_list: deque = deque()
+        self.done: deque = deque()
+        self.cur_threads = 0
+        self.idle_threads = 0
+        self.new_threads = 0       # backlog of threads we need to create
+        self.pending_threads = 0   # threads created but not running yet
+        self.stopping = False
+
+
+def worker_thread(pool: ThreadPool) -> None:
+    lock = pool.lock
+    lock.acquire()
+    pool.pending_threads -= 1
+    do_spawn_thread(pool)
+
+    while not pool.stopping:
+        while True:
+            pool.idle_threads += 1
+            lock.release()
+            got = pool.sem.acquire(timeout=WORKER_IDLE_TIMEOUT)
+            lock.acquire()
+            pool.idle_threads -= 1
+            if got or not pool.request_list:
+                break
+        if not got or pool.stopping:
+            break
+
+        req = pool.request_list.popleft()
+        req.state = THREAD_ACTIVE
+        lock.release()
+
+        try:
+            ret = req.func(req.arg)
+        except BaseException as exc:    # see the module comment
+            req.exc = exc
+            ret = -errno.EIO
+        req.ret = ret
+        req.state = THREAD_DONE
+
+        lock.acquire()
+        pool.done.append(req)
+        qemu_bh_schedule(pool.completion_bh)
+
+    pool.cur_threads -= 1
+    pool.worker_stopped.notify()
+    lock.release()
+
+
+def do_spawn_thread(pool: ThreadPool) -> None:
+    """Runs with pool.lock held."""
+    if not pool.new_threads:
+        return
+    pool.new_threads -= 1
+    pool.pending_threads += 1
+    threading.Thread(target=worker_thread, args=(pool,), name="worker",
+                     daemon=True).start()
+
+
+def spawn_thread_bh_fn(opaque: ThreadPool) -> None:
+    with opaque.lock:
+        do_spawn_thread(opaque)
+
+
+def spawn_thread(pool: ThreadPool) -> None:
+    """Runs with pool.lock held."""
+    pool.cur_threads += 1
+    pool.new_threads += 1
+    # A starting worker starts the next one, so the submitter never spends
+    # time creating threads in a loop; the first one is started from the
+    # AioContext.
+    if not pool.pending_threads:
+        qemu_bh_schedule(pool.new_thread_bh)
+
+
+def thread_pool_completion_bh(opaque: ThreadPool) -> None:
+    pool = opaque
+    done = pool.done
+    # Workers append under pool.lock; deque.popleft is atomic, and only
+    # this bottom half (possibly nested through cb) takes from the queue.
+    while done:
+        elem = done.popleft()
+        del pool.head[elem]
+        if elem.exc is not None:
+            exc, elem.exc = elem.exc, None
+            raise exc
+        if elem.cb is not None:
+            # Schedule ourselves in case cb() calls aio_poll() to wait for
+            # another request that completed at the same time.
+            qemu_bh_schedule(pool.completion_bh)
+            elem.cb(elem.opaque, elem.ret)
+        block_io.qemu_aio_unref(elem)
+
+
+def thread_pool_cancel(acb: BlockAIOCB) -> None:
+    """A request that no worker has taken is completed with -ECANCELED;
+    a running one is left to finish."""
+    elem = acb
+    pool = elem.pool
+    with pool.lock:
+        # Taking a count of the semaphore without waiting "steals" the
+        # request from the workers; with the lock held it stays QUEUED.
+        if elem.state == THREAD_QUEUED and pool.sem.acquire(blocking=False):
+            pool.request_list.remove(elem)
+            elem.ret = -errno.ECANCELED
+            elem.state = THREAD_DONE
+            pool.done.append(elem)
+            qemu_bh_schedule(pool.completion_bh)
+
+
+def thread_pool_get_aio_context(acb: BlockAIOCB) -> AioContext:
+    return acb.pool.ctx
+
+
+thread_pool_aiocb_info = AIOCBInfo(
+    ThreadPoolElement,
+    cancel_async=thread_pool_cancel,
+    get_aio_context=thread_pool_get_aio_context)
+
+
+def thread_pool_submit_aio(pool: ThreadPool, func: ThreadPoolFunc, arg: Any,
+                           cb: Optional[BlockCompletionFunc],
+                           opaque: Any) -> BlockAIOCB:
+    req = block_io.qemu_aio_get(thread_pool_aiocb_info, None, cb, opaque)
+    req.func = func
+    req.arg = arg
+    req.state = THREAD_QUEUED
+    req.ret = -errno.EINPROGRESS
+    req.exc = None
+    req.pool = pool
+
+    pool.head[req] = None
+
+    with pool.lock:
+        # C spawns when idle_threads == 0, relying on a woken worker to
+        # leave the idle count at once.  Under the GIL woken workers run
+        # late, and a burst would see the same idle worker again and again:
+        # count only the idle workers that no queued request waits for.
+        if (pool.idle_threads <= len(pool.request_list) and
+                pool.cur_threads < pool.max_threads):
+            spawn_thread(pool)
+        pool.request_list.append(req)
+    pool.sem.release()
+    return req
+
+
+class ThreadPoolCo:
+    __slots__ = ("co", "ret")
+
+    def __init__(self, co: Any, ret: int) -> None:
+        self.co = co
+        self.ret = ret
+
+
+def thread_pool_co_cb(opaque: ThreadPoolCo, ret: int) -> None:
+    opaque.ret = ret
+    qemu_coroutine_enter(opaque.co, None)
+
+
+@coroutine_fn
+def thread_pool_submit_co(pool: ThreadPool, func: ThreadPoolFunc,
+                          arg: Any) -> int:
+    tpc = ThreadPoolCo(qemu_coroutine_self(), -errno.EINPROGRESS)
+    assert qemu_in_coroutine()
+    thread_pool_submit_aio(pool, func, arg, thread_pool_co_cb, tpc)
+    qemu_coroutine_yield()
+    return tpc.ret
+
+
+def thread_pool_submit(pool: ThreadPool, func: ThreadPoolFunc,
+                       arg: Any) -> None:
+    thread_pool_submit_aio(pool, func, arg, None, None)
+
+
+def thread_pool_init_one(pool: ThreadPool, ctx: Optional[AioContext]) -> None:
+    if ctx is None:
+        ctx = qemu_get_aio_context()
+    pool.ctx = ctx
+    pool.completion_bh = aio_bh_new(ctx, thread_pool_completion_bh, pool)
+    pool.new_thread_bh = aio_bh_new(ctx, spawn_thread_bh_fn, pool)
+
+
+def thread_pool_new(ctx: Optional[AioContext]) -> ThreadPool:
+    pool = ThreadPool()
+    thread_pool_init_one(pool, ctx)
+    return pool
+
+
+def thread_pool_free(pool: Optional[ThreadPool]) -> None:
+    """Wait for the workers to exit; no request may be in flight."""
+    if pool is None:
+        return
+    assert not pool.head
+
+    with pool.lock:
+        # Stop new threads from spawning.
+        qemu_bh_delete(pool.new_thread_bh)
+        pool.cur_threads -= pool.new_threads
+        pool.new_threads = 0
+
+        pool.stopping = True
+        while pool.cur_threads > 0:
+            pool.sem.release()
+            pool.worker_stopped.wait()
+
+    qemu_bh_delete(pool.completion_bh)
+
+
+# qemu_aio_get/qemu_aio_unref live in block/io.py, which (through the
+# drivers) may import this module: bind it last, so that such a cycle finds
+# every name above already defined.
+from block import io as block_io  # noqa: E402
