@@ -1887,6 +1887,32 @@ def bdrv_remove_aio_context_notifier(bs: BlockDriverState,
     raise AssertionError('bdrv_remove_aio_context_notifier: not found')
 
 
+def bdrv_recurse_is_first_non_filter(bs: Optional[BlockDriverState],
+                                     candidate: BlockDriverState) -> bool:
+    """Is candidate the first node below bs that is not a filter?  Filters
+    say it through their own bdrv_recurse_is_first_non_filter."""
+    if not bs or not bs.drv:
+        return False
+
+    # a non-filter ends the recursion
+    if not bs.drv.is_filter:
+        return bs is candidate
+
+    if bs.drv.bdrv_recurse_is_first_non_filter:
+        return bs.drv.bdrv_recurse_is_first_non_filter(bs, candidate)
+
+    # a filter that does not let us recurse
+    return False
+
+
+def bdrv_is_first_non_filter(candidate: BlockDriverState) -> bool:
+    """Is candidate the first non-filter below one of the root nodes?"""
+    for bs in bdrv_states:
+        if bdrv_recurse_is_first_non_filter(bs, candidate):
+            return True
+    return False
+
+
 _COMMON_OPTIONS = frozenset(d.name for d in bdrv_runtime_opts.desc)
 
 

@@ -1,7 +1,8 @@
 """The block driver registry: bdrv_register and the look-ups of QEMU's block.c.
 
 Drivers register themselves when their module is imported (QEMU's
-block_init()).  bdrv_init() imports the built-in driver modules; every
+block_init()).  bdrv_init() imports every module and package of this
+package (in name order), so a new driver only has to be put here; every
 look-up calls it, so that callers need not remember to.  The list is kept
 newest first (QLIST_INSERT_HEAD), which decides ties when probing.
 
@@ -13,6 +14,7 @@ protocol_name, so a new protocol driver only has to register.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Optional
 
 from util.error import Errp, error_setg
@@ -37,8 +39,9 @@ def bdrv_init() -> None:
     if _initialized:
         return
     _initialized = True
-    for name in BUILTIN_DRIVERS:
-        importlib.import_module(name)
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not info.name.startswith('_'):
+            importlib.import_module('%s.%s' % (__name__, info.name))
 
 
 def bdrv_find_format(format_name: str):
