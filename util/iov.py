@@ -839,7 +839,8 @@ def qemu_iovec_discard_back(qiov: QEMUIOVector, bytes: int) -> None:
     total, niov = iov_discard_back(qiov.iov, qiov.niov, bytes)
     assert total == bytes
     # Keep len(iov) == niov; C just stops looking past niov.
-    del qiov.iov[niov:]
+    if qiov.iov:
+        del qiov.iov[niov:]
     qiov.niov = niov
     qiov.size -= bytes
 
