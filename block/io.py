@@ -16,7 +16,7 @@ from errno import EINPROGRESS, EINVAL, EIO, ENOMEDIUM, ENOMEM, ENOTSUP, EPERM
 from functools import cmp_to_key
 from typing import Any, Optional
 
-from block import core
+from block import core, throttle_groups
 from block.accounting import BLOCK_ACCT_WRITE, block_acct_merge_done
 from block.block_int import (
     BDRV_BLOCK_ALLOCATED, BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID,
@@ -85,20 +85,6 @@ def MIN_NON_ZERO(a: int, b: int) -> int:
     return a if a < b else b
 
 
-def _throttle_groups():
-    """block/throttle_groups.py comes with a later issue: import it when a
-    throttling function is first used, and say clearly if it is missing."""
-    try:
-        from block import throttle_groups
-    except ModuleNotFoundError as e:
-        if e.name != "block.throttle_groups":
-            raise
-        raise NotImplementedError(
-            "I/O throttling needs block/throttle_groups.py, which this tree "
-            "does not have yet") from None
-    return throttle_groups
-
-
 def _buf_iov(buf: Any, length: int) -> memoryview:
     """The struct iovec {buf, length} of the synchronous wrappers."""
     iov = memoryview(buf).cast("B")[:length]
@@ -110,15 +96,13 @@ def _buf_iov(buf: Any, length: int) -> memoryview:
 # --- throttling ------------------------------------------------------------
 
 def bdrv_set_io_limits(bs: BlockDriverState, cfg) -> None:
-    _throttle_groups().throttle_group_config(bs, cfg)
+    throttle_groups.throttle_group_config(bs, cfg)
 
 
 def bdrv_no_throttling_begin(bs: BlockDriverState) -> None:
     bs.io_limits_disabled += 1
-    # Requests wait in throttled_reqs only while a throttle_state is set, so
-    # without one there is nothing to restart (and no module to ask).
-    if bs.io_limits_disabled == 1 and bs.throttle_state is not None:
-        _throttle_groups().throttle_group_restart_bs(bs)
+    if bs.io_limits_disabled == 1:
+        throttle_groups.throttle_group_restart_bs(bs)
 
 
 def bdrv_no_throttling_end(bs: BlockDriverState) -> None:
@@ -129,20 +113,20 @@ def bdrv_no_throttling_end(bs: BlockDriverState) -> None:
 def bdrv_io_limits_disable(bs: BlockDriverState) -> None:
     assert bs.throttle_state
     bdrv_no_throttling_begin(bs)
-    _throttle_groups().throttle_group_unregister_bs(bs)
+    throttle_groups.throttle_group_unregister_bs(bs)
     bdrv_no_throttling_end(bs)
 
 
 def bdrv_io_limits_enable(bs: BlockDriverState, group: str) -> None:
     """Call before bdrv_set_io_limits() when a limit is set."""
     assert not bs.throttle_state
-    _throttle_groups().throttle_group_register_bs(bs, group)
+    throttle_groups.throttle_group_register_bs(bs, group)
 
 
 def bdrv_io_limits_update_group(bs: BlockDriverState, group: str) -> None:
     if not bs.throttle_state:
         return      # bs is in no group
-    if _throttle_groups().throttle_group_get_name(bs) == group:
+    if throttle_groups.throttle_group_get_name(bs) == group:
         return      # already in that group
     bdrv_io_limits_disable(bs)
     bdrv_io_limits_enable(bs, group)
@@ -853,7 +837,7 @@ def bdrv_co_do_preadv(bs: BlockDriverState, offset: int, bytes: int,
         flags |= BDRV_REQ_COPY_ON_READ
 
     if bs.throttle_state:
-        _throttle_groups().throttle_group_co_io_limits_intercept(bs, bytes,
+        throttle_groups.throttle_group_co_io_limits_intercept(bs, bytes,
                                                                  False)
 
     # pad qiov to the alignment
@@ -1130,7 +1114,7 @@ def bdrv_co_do_pwritev(bs: BlockDriverState, offset: int, bytes: int,
         return ret
 
     if bs.throttle_state:
-        _throttle_groups().throttle_group_co_io_limits_intercept(bs, bytes,
+        throttle_groups.throttle_group_co_io_limits_intercept(bs, bytes,
                                                                  True)
 
     # An unaligned write becomes a read-modify-write cycle: qiov is padded

@@ -1536,3 +1536,47 @@ def test_trace_bdrv_co_readv(ctx):
         trace.trace_set_output(io.sys.stderr)
     assert out.getvalue() == "bdrv_co_readv bs %s sector_num 1 nb_sectors 1\n" \
         % hex(id(bs))
+
+
+# --- through the real drivers (block/core.py, drivers/) ---------------------------
+
+def open_image(filename, options, flags=BDRV_O_RDWR):
+    pbs, errp = [None], [None]
+    ret = core.bdrv_open(pbs, filename, None, options, flags, errp)
+    assert ret == 0, errp[0]
+    return pbs[0]
+
+
+def test_raw_over_file(tmp_path):
+    """raw answers block status with BDRV_BLOCK_RAW: file answers."""
+    path = tmp_path / "img"
+    path.write_bytes(b"\x01" * 4096 + bytes(4096))
+    bs = open_image(str(path), {"driver": "raw"})
+    try:
+        pnum, file = [0], [None]
+        ret = io.bdrv_get_block_status(bs, 0, 16, pnum, file)
+        assert ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID |
+                      BDRV_BLOCK_ALLOCATED)
+        assert file[0] is bs.file.bs and pnum[0] > 0
+        buf = bytearray(SECTOR)
+        assert io.bdrv_read(bs, 1, buf, 1) == 0 and buf == b"\x01" * SECTOR
+        assert io.bdrv_pwrite(bs, 5000, b"xyz", 3) == 3
+        assert io.bdrv_flush(bs) == 0
+    finally:
+        core.bdrv_unref(bs)
+    assert path.read_bytes()[5000:5003] == b"xyz"
+
+
+def test_null_co():
+    bs = open_image("null-co://", {"driver": "null-co", "size": 1 << 20})
+    try:
+        buf = bytearray(b"\x05" * SECTOR)
+        assert io.bdrv_read(bs, 0, buf, 1) == 0
+        assert io.bdrv_write(bs, 0, buf, 1) == 0
+        done = []
+        io.bdrv_aio_readv(bs, 0, make_qiov(buf), 1,
+                          lambda o, r: done.append(r), None)
+        io.bdrv_drain(bs)
+        assert done == [0]
+    finally:
+        core.bdrv_unref(bs)
