@@ -422,9 +422,15 @@ def test_check_throttle_config_accepts_limits():
 
 
 def test_blockdev_throttle_setup():
-    bs = open_null()
-    group, cfg = extract_throttle_options(
-        {"throttling.iops-total": "20"}, error_abort)
+    """The -drive flow: throttling options out of the open options, the
+    rest opens the image, then the limits go on it."""
+    options = {"driver": "null-co", "size": "1M",
+               "throttling.iops-total": "20"}
+    group, cfg = extract_throttle_options(options, error_abort)
+    pbs = [None]
+    assert core.bdrv_open(pbs, None, None, options, BDRV_O_RDWR,
+                          error_abort) == 0
+    bs = pbs[0]
     blockdev_throttle_setup(bs, group, cfg, "drive0")
     assert throttle_group_get_name(bs) == "drive0"
     t0 = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)
