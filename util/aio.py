@@ -23,6 +23,7 @@ import select
 import threading
 from typing import Any, Callable, Optional
 
+from util.error import Errp, error_abort, error_setg_errno
 from util.event_notifier import (EventNotifier, EventNotifierHandler,
                                  event_notifier_cleanup,
                                  event_notifier_get_fd, event_notifier_init,
@@ -395,12 +396,13 @@ def event_notifier_dummy_cb(e: EventNotifier) -> None:
     """The context's own notifier is cleared by aio_notify_accept."""
 
 
-def aio_context_new() -> AioContext:
-    """Raises OSError if no eventfd can be made (C: errp)."""
+def aio_context_new(errp: Errp = None) -> Optional[AioContext]:
+    """A new context, or None with errp set if no eventfd can be made."""
     ctx = AioContext()
     ret = event_notifier_init(ctx.notifier, False)
     if ret < 0:
-        raise OSError(-ret, "Failed to initialize event notifier")
+        error_setg_errno(errp, -ret, "Failed to initialize event notifier")
+        return None
     aio_set_event_notifier(ctx, ctx.notifier, False, event_notifier_dummy_cb)
     ctx.thread_pool = None
     rfifolock_init(ctx.lock, aio_rfifolock_cb, ctx)
@@ -439,7 +441,7 @@ def qemu_get_aio_context() -> AioContext:
     if ctx is None:
         with _qemu_aio_context_lock:
             if _qemu_aio_context is None:
-                _qemu_aio_context = aio_context_new()
+                _qemu_aio_context = aio_context_new(error_abort)
             ctx = _qemu_aio_context
     return ctx
 
