@@ -50,9 +50,10 @@ False).  With warp_when_idle=True it instead warps the clock to the next
 deadline when nothing else is ready and runs the timers that expired -- the
 behaviour of QEMU's "-icount sleep=off": synchronous wrappers such as
 bdrv_read() then finish in simulated time without waiting for the host.
-Only aio_poll() warps: a context attached to asyncio (which cannot tell when
-the whole program is idle) and main_loop_wait() just wait for the clock to
-be moved, which wakes them up.
+Only aio_poll() warps.  main_loop_wait() does not sleep for such timers
+either, but never warps; a context attached to asyncio (which cannot tell
+when the whole program is idle) arms nothing for them and is woken up when
+the clock is moved.
 """
 
 import threading
