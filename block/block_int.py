@@ -436,7 +436,7 @@ class BlockDriverState:
         "throttled_reqs", "io_limits_disabled", "throttle_state",
         "throttle_timers", "pending_reqs",
         "wr_highest_offset",
-        "bl", "zero_beyond_eof", "request_alignment", "enable_write_cache",
+        "bl", "zero_beyond_eof", "request_alignment",
         "node_name", "dirty_bitmaps", "refcnt", "tracked_requests",
         "op_blockers", "job", "inherits_from", "children", "parents",
         "options", "explicit_options", "detect_zeroes", "backing_blocker",
@@ -489,9 +489,8 @@ class BlockDriverState:
         self.bl = BlockLimits()
         self.zero_beyond_eof = False   # reads past the end return zeroes
         self.request_alignment = 0     # bytes; bdrv_open_common sets 512
-        # cache mode as the guest sees it (the BlockBackend turns a
-        # writethrough cache into BDRV_REQ_FUA)
-        self.enable_write_cache = False
+        # (the cache mode is the BlockBackend's enable_write_cache: it turns
+        # writethrough into BDRV_REQ_FUA)
 
         self.node_name = ""
         self.dirty_bitmaps: list = []
