@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import sys
 from errno import EINPROGRESS, EINVAL, EIO, ENOMEDIUM, ENOMEM, ENOTSUP, EPERM
 from functools import cmp_to_key
 from typing import Any, Optional
@@ -50,6 +49,7 @@ from util.coroutine_lock import (CoQueue, qemu_co_queue_empty,
                                  qemu_co_queue_restart_all,
                                  qemu_co_queue_wait)
 from util.error import error_propagate
+from util.qemu_error import error_report
 from util.iov import (QEMUIOVector, buffer_is_zero, iov_base_address,
                       iov_memset, qemu_iovec_add, qemu_iovec_concat,
                       qemu_iovec_destroy, qemu_iovec_from_buf, qemu_iovec_init,
@@ -582,23 +582,18 @@ def bdrv_make_zero(bs: BlockDriverState, flags: int) -> int:
             return 0
         ret = bdrv_get_block_status(bs, sector_num, nb_sectors, n, file)
         if ret < 0:
-            _error_report("error getting block status at sector %d: %s" %
-                          (sector_num, os.strerror(-ret)))
+            error_report("error getting block status at sector %d: %s",
+                         sector_num, os.strerror(-ret))
             return ret
         if ret & BDRV_BLOCK_ZERO:
             sector_num += n[0]
             continue
         ret = bdrv_write_zeroes(bs, sector_num, n[0], flags)
         if ret < 0:
-            _error_report("error writing zeroes at sector %d: %s" %
-                          (sector_num, os.strerror(-ret)))
+            error_report("error writing zeroes at sector %d: %s",
+                         sector_num, os.strerror(-ret))
             return ret
         sector_num += n[0]
-
-
-def _error_report(msg: str) -> None:
-    # qemu-error.c's error_report(); the port has no module for it yet
-    print(msg, file=sys.stderr)
 
 
 def bdrv_pread(bs: BlockDriverState, offset: int, buf: Any,

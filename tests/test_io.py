@@ -10,6 +10,7 @@ the next aio_poll(), which lets requests overlap deterministically.
 
 import errno
 import io as _stdio
+import sys
 
 import pytest
 
@@ -1533,7 +1534,7 @@ def test_trace_bdrv_co_readv(ctx):
         assert run_co(ctx, io.bdrv_co_writev, bs, 1, 1, qiov) == 0
     finally:
         trace.trace_reset()
-        trace.trace_set_output(io.sys.stderr)
+        trace.trace_set_output(sys.stderr)
     assert out.getvalue() == "bdrv_co_readv bs %s sector_num 1 nb_sectors 1\n" \
         % hex(id(bs))
 
