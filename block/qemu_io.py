@@ -1,0 +1,662 @@
+"""qemu-io, the disk exerciser: the Python twin of QEMU's qemu-io.c.
+
+The program around the commands of block/qemu_io_cmds.py: the command line,
+open/close/quit, and the command loop that runs the -c commands or reads
+commands from standard input after a "qemu-io> " prompt.  The structure is
+QEMU 2.5's; options, messages and exit status are the installed 7.2's.  The
+program calls itself qemu-io in its messages, as the real one run under
+that name does, so that the two can be compared byte for byte.
+
+Run as ``pyqemu-io`` or ``python -m block.qemu_io``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import sys
+from typing import Optional
+
+from block import block_backend as bb
+from block import io
+from block import qemu_io_cmds
+from block import trace
+from block.block_int import (BDRV_O_ALLOW_RDWR, BDRV_O_COPY_ON_READ,
+                             BDRV_O_NATIVE_AIO, BDRV_O_NOCACHE, BDRV_O_RDWR,
+                             BDRV_O_SNAPSHOT, BDRV_O_UNMAP)
+from block.core import bdrv_parse_cache_mode, bdrv_parse_discard_flags
+from block.qemu_io_cmds import (CMD_FLAG_GLOBAL, CMD_NOFILE_OK, cmdinfo_t,
+                                qemu_opts_parse_merged,
+                                qemu_opts_take_merged, qemuio_add_command,
+                                qemuio_command, qemuio_command_usage)
+from util.aio import aio_set_fd_handler, qemu_get_aio_context
+from util.cutils import (Getopt, c_stdout, fflush_stdout, no_argument,
+                         option, printf, required_argument)
+from util.main_loop import main_loop_wait
+from util.qemu_error import (error_init, error_report, error_reportf_err,
+                             g_get_prgname, warn_report)
+from util.qemu_option import QemuOptsList
+
+PROGNAME = 'qemu-io'
+QEMU_VERSION = '7.2.0'
+PYQEMU_VERSION = '0.1.0'
+QEMU_COPYRIGHT = ('Copyright (c) 2003-2022 '
+                  'Fabrice Bellard and the QEMU Project developers')
+QEMU_HELP_BOTTOM = (
+    "See <https://qemu.org/contribute/report-a-bug> for how to report bugs.\n"
+    "More information on the QEMU project at <https://qemu.org>.")
+
+STDIN_FILENO = 0
+
+qemuio_blk = None
+quit_qemu_io = False
+
+# qemu-io commands passed using -c
+cmdline: list[str] = []
+imageOpts = False
+
+
+def close_f(blk, argv: list[str]) -> int:
+    global qemuio_blk
+    bb.blk_unref(qemuio_blk)
+    qemuio_blk = None
+    return 0
+
+
+close_cmd = cmdinfo_t(name="close", altname="c", cfunc=close_f,
+                      oneline="close the current open file")
+
+BDRV_OPT_FORCE_SHARE = 'force-share'
+
+
+def openfile(name: Optional[str], flags: int, writethrough: bool,
+             force_share: bool, opts: Optional[dict]) -> int:
+    """Open the image qemu-io works on; 0, or 1 after a message."""
+    global qemuio_blk
+    local_err = [None]
+
+    if qemuio_blk:
+        error_report("file open already, try 'help close'")
+        return 1
+
+    if force_share:
+        if opts is None:
+            opts = {}
+        if BDRV_OPT_FORCE_SHARE in opts \
+                and opts[BDRV_OPT_FORCE_SHARE] != 'on':
+            error_report("-U conflicts with image options")
+            return 1
+        # Without image locking sharing is what always happens; only
+        # 7.2's check of the option is left to do.
+        if flags & BDRV_O_RDWR:
+            error_report("can't open%s%s: force-share=on can only be used "
+                         "with read-only images",
+                         " device " if name else "", name or "")
+            return 1
+
+    # 7.2 lets 'reopen -w' make an image opened read-only writable
+    qemuio_blk = bb.blk_new_open("hda", name, None, opts,
+                                 flags | BDRV_O_ALLOW_RDWR, local_err)
+    if not qemuio_blk:
+        error_reportf_err(local_err[0], "can't open%s%s: ",
+                          " device " if name else "", name or "")
+        return 1
+
+    bb.blk_set_enable_write_cache(qemuio_blk, not writethrough)
+    return 0
+
+
+def open_help() -> None:
+    printf(
+        "\n"
+        " opens a new file in the requested mode\n"
+        "\n"
+        " Example:\n"
+        " 'open -n -o driver=raw /tmp/data' - opens raw data file read-write, uncached\n"
+        "\n"
+        " Opens a file for subsequent use by all of the other qemu-io commands.\n"
+        " -r, -- open file read-only\n"
+        " -s, -- use snapshot file\n"
+        " -C, -- use copy-on-read\n"
+        " -n, -- disable host cache, short for -t none\n"
+        " -U, -- force shared permissions\n"
+        " -k, -- use kernel AIO implementation (Linux only, prefer use of -i)\n"
+        " -i, -- use AIO mode (threads, native or io_uring)\n"
+        " -t, -- use the given cache mode for the image\n"
+        " -d, -- use the given discard mode for the image\n"
+        " -o, -- options to be given to the block driver"
+        "\n")
+
+
+empty_opts = QemuOptsList("drive", [])
+empty_opts.merge_lists = True
+
+
+def bdrv_parse_aio(mode: str, pflags: list) -> int:
+    """7.2's aio= modes as open flags; -1 if invalid.  io_uring is taken
+    as threads: this port has no io_uring back end."""
+    if mode in ('threads', 'io_uring'):
+        pflags[0] &= ~BDRV_O_NATIVE_AIO
+    elif mode == 'native':
+        pflags[0] |= BDRV_O_NATIVE_AIO
+    else:
+        return -1
+    return 0
+
+
+def open_f(blk, argv: list[str]) -> int:
+    flags = [BDRV_O_UNMAP]
+    readonly = False
+    writethrough = [True]
+    force_share = False
+
+    opts = Getopt(argv, "snCro:ki:t:d:U")
+    for c, optarg in opts:
+        if c == 's':
+            flags[0] |= BDRV_O_SNAPSHOT
+        elif c == 'n':
+            flags[0] |= BDRV_O_NOCACHE
+            writethrough[0] = False
+        elif c == 'C':
+            flags[0] |= BDRV_O_COPY_ON_READ
+        elif c == 'r':
+            readonly = True
+        elif c == 'k':
+            flags[0] |= BDRV_O_NATIVE_AIO
+        elif c == 't':
+            if bdrv_parse_cache_mode(optarg, flags, writethrough) < 0:
+                error_report("Invalid cache option: %s", optarg)
+                qemu_opts_take_merged(empty_opts)
+                return -errno.EINVAL
+        elif c == 'd':
+            if bdrv_parse_discard_flags(optarg, flags) < 0:
+                error_report("Invalid discard option: %s", optarg)
+                qemu_opts_take_merged(empty_opts)
+                return -errno.EINVAL
+        elif c == 'i':
+            if bdrv_parse_aio(optarg, flags) < 0:
+                error_report("Invalid aio option: %s", optarg)
+                qemu_opts_take_merged(empty_opts)
+                return -errno.EINVAL
+        elif c == 'o':
+            if imageOpts:
+                printf("--image-opts and 'open -o' are mutually exclusive\n")
+                qemu_opts_take_merged(empty_opts)
+                return -errno.EINVAL
+            if not qemu_opts_parse_merged(empty_opts, optarg, False):
+                qemu_opts_take_merged(empty_opts)
+                return -errno.EINVAL
+        elif c == 'U':
+            force_share = True
+        else:
+            qemu_opts_take_merged(empty_opts)
+            qemuio_command_usage(open_cmd)
+            return -errno.EINVAL
+    argv, optind = opts.argv, opts.optind
+
+    if not readonly:
+        flags[0] |= BDRV_O_RDWR
+
+    if imageOpts and optind == len(argv) - 1:
+        if not qemu_opts_parse_merged(empty_opts, argv[optind], False):
+            qemu_opts_take_merged(empty_opts)
+            return -errno.EINVAL
+        optind += 1
+
+    qdict = qemu_opts_take_merged(empty_opts)
+
+    if optind == len(argv) - 1:
+        ret = openfile(argv[optind], flags[0], writethrough[0], force_share,
+                       qdict)
+    elif optind == len(argv):
+        ret = openfile(None, flags[0], writethrough[0], force_share, qdict)
+    else:
+        qemuio_command_usage(open_cmd)
+        return -errno.EINVAL
+
+    if ret:
+        return -errno.EINVAL
+    return 0
+
+
+open_cmd = cmdinfo_t(
+    name="open", altname="o", cfunc=open_f, argmin=1, argmax=-1,
+    flags=CMD_NOFILE_OK,
+    args="[-rsCnkU] [-t cache] [-d discard] [-o options] [path]",
+    oneline="open the file specified by path", help=open_help)
+
+
+def quit_f(blk, argv: list[str]) -> int:
+    global quit_qemu_io
+    quit_qemu_io = True
+    return 0
+
+
+quit_cmd = cmdinfo_t(name="quit", altname="q", cfunc=quit_f, argmin=-1,
+                     argmax=-1, flags=CMD_FLAG_GLOBAL,
+                     oneline="exit the program")
+
+
+def usage(name: str) -> None:
+    printf(
+        "Usage: %s [OPTIONS]... [-c STRING]... [file]\n"
+        "QEMU Disk exerciser\n"
+        "\n"
+        "  --object OBJECTDEF   define an object such as 'secret' for\n"
+        "                       passwords and/or encryption keys\n"
+        "  --image-opts         treat file as option string\n"
+        "  -c, --cmd STRING     execute command with its arguments\n"
+        "                       from the given string\n"
+        "  -f, --format FMT     specifies the block driver to use\n"
+        "  -r, --read-only      export read-only\n"
+        "  -s, --snapshot       use snapshot file\n"
+        "  -n, --nocache        disable host cache, short for -t none\n"
+        "  -C, --copy-on-read   enable copy-on-read\n"
+        "  -m, --misalign       misalign allocations for O_DIRECT\n"
+        "  -k, --native-aio     use kernel AIO implementation\n"
+        "                       (Linux only, prefer use of -i)\n"
+        "  -i, --aio=MODE       use AIO mode (threads, native or io_uring)\n"
+        "  -t, --cache=MODE     use the given cache mode for the image\n"
+        "  -d, --discard=MODE   use the given discard mode for the image\n"
+        "  -T, --trace [[enable=]<pattern>][,events=<file>][,file=<file>]\n"
+        "                       specify tracing options\n"
+        "                       see qemu-img(1) man page for full description\n"
+        "  -U, --force-share    force shared permissions\n"
+        "  -h, --help           display this help and exit\n"
+        "  -V, --version        output version information and exit\n"
+        "\n"
+        "See '%s -c help' for information on available commands.\n"
+        "\n"
+        "%s\n",
+        name, name, QEMU_HELP_BOTTOM)
+
+
+def get_prompt() -> str:
+    return "%s> " % g_get_prgname()
+
+
+MAXREADLINESZ = 1024
+
+
+def fetchline() -> Optional[str]:
+    """One line of standard input without its newline, at most
+    MAXREADLINESZ - 1 characters (fgets); None at the end."""
+    line = sys.stdin.buffer.readline(MAXREADLINESZ - 1)
+    if not line:
+        return None
+    if line.endswith(b'\n'):
+        line = line[:-1]
+    return line.decode('utf-8', 'surrogateescape')
+
+
+def prep_fetchline(opaque: list) -> None:
+    aio_set_fd_handler(qemu_get_aio_context(), STDIN_FILENO, False,
+                       None, None, None)
+    opaque[0] = True
+
+
+def command_loop() -> int:
+    """Run the -c commands, or else the commands read from stdin; the last
+    error (negative) if any command failed."""
+    fetchable = [False]
+    prompted = False
+    last_error = 0
+
+    for cmd in cmdline:
+        if quit_qemu_io:
+            break
+        ret = qemuio_command(qemuio_blk, cmd)
+        if ret < 0:
+            last_error = ret
+    if cmdline:
+        return last_error
+
+    while not quit_qemu_io:
+        if not prompted:
+            printf("%s", get_prompt())
+            fflush_stdout()
+            # qemu_set_fd_handler: the main loop polls only the main
+            # AioContext here
+            aio_set_fd_handler(qemu_get_aio_context(), STDIN_FILENO, False,
+                               prep_fetchline, None, fetchable)
+            prompted = True
+
+        main_loop_wait(False)
+
+        if not fetchable[0]:
+            continue
+
+        line = fetchline()
+        if line is None:
+            break
+        ret = qemuio_command(qemuio_blk, line)
+        if ret < 0:
+            last_error = ret
+
+        prompted = False
+        fetchable[0] = False
+    aio_set_fd_handler(qemu_get_aio_context(), STDIN_FILENO, False,
+                       None, None, None)
+    return last_error
+
+
+def add_user_command(user_cmd: str) -> None:
+    cmdline.append(user_cmd)
+
+
+# --- -T/--trace (QEMU's trace/control.c, the log back end) -------------------
+
+qemu_trace_opts = QemuOptsList("trace", [], implied_opt_name="enable")
+trace_opts_file: Optional[str] = None
+
+
+def trace_enable_events(line: str) -> None:
+    """Enable (or, with a leading '-', disable) the events matching line."""
+    enable = not line.startswith('-')
+    name = line if enable else line[1:]
+    n = trace.trace_enable(name, enable)
+    if n == 0 and '*' not in name and '?' not in name:
+        warn_report("trace event '%s' does not exist", name)
+
+
+def trace_init_events(fname: Optional[str]) -> None:
+    """Enable the events listed in fname, one pattern a line."""
+    if fname is None:
+        return
+    try:
+        with open(fname) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        # QEMU reports this with the file as the location
+        sys.stderr.write("%s:%s: %s\n" % (g_get_prgname(), fname,
+                                          os.strerror(e.errno)))
+        sys.exit(1)
+    for line in lines:
+        if line and not line.startswith('#'):
+            trace_enable_events(line)
+
+
+def trace_opt_parse(optarg: str) -> None:
+    global trace_opts_file
+    if not qemu_opts_parse_merged(qemu_trace_opts, optarg, True):
+        sys.exit(1)
+    opts = qemu_opts_take_merged(qemu_trace_opts) or {}
+    for key in opts:
+        if key not in ('enable', 'events', 'file'):
+            error_report("Invalid parameter '%s'", key)
+            sys.exit(1)
+    if opts.get('enable') is not None:
+        trace_enable_events(opts['enable'])
+    trace_init_events(opts.get('events'))
+    trace_opts_file = opts.get('file')
+
+
+def trace_init_file() -> None:
+    if trace_opts_file:
+        trace.trace_set_output(open(trace_opts_file, 'w', buffering=1))
+
+
+# --- --object (QEMU's qom/object_interfaces.c, the types qemu-io needs) ------
+
+# The properties of the user-creatable types: name -> type ('int', 'str',
+# or a tuple of the accepted strings).
+_THROTTLE_GROUP_PROPS = {'limits': 'ThrottleLimits'}
+for _what in ('bps', 'iops'):
+    for _dir in ('total', 'read', 'write'):
+        _THROTTLE_GROUP_PROPS['x-%s-%s' % (_what, _dir)] = 'int'
+        _THROTTLE_GROUP_PROPS['x-%s-%s-max' % (_what, _dir)] = 'int'
+        _THROTTLE_GROUP_PROPS['x-%s-%s-max-length' % (_what, _dir)] = 'int'
+_THROTTLE_GROUP_PROPS['x-iops-size'] = 'int'
+
+USER_CREATABLE_TYPES = {
+    'throttle-group': _THROTTLE_GROUP_PROPS,
+    'secret': {'data': 'str', 'file': 'str',
+               'format': ('raw', 'base64'), 'iv': 'str', 'keyid': 'str'},
+}
+
+# id -> (qom-type, properties): the objects made by --object, for the parts
+# of the block layer that look them up (throttle groups)
+user_creatable_objects: dict[str, tuple[str, dict]] = {}
+
+
+def _object_props_check(qom_type: str, props: dict) -> bool:
+    """Type-check the properties (keyval's visitor); False after a message."""
+    known = USER_CREATABLE_TYPES[qom_type]
+    for key, value in props.items():
+        top = key.split('.', 1)[0]
+        kind = known.get(top)
+        if kind is None:
+            error_report("Parameter '%s' is unexpected", key)
+            return False
+        if kind == 'int' and not isinstance(value, int):
+            try:
+                props[key] = int(value, 0)
+            except (TypeError, ValueError):
+                error_report("Parameter '%s' expects integer", key)
+                return False
+        elif isinstance(kind, tuple) and value not in kind:
+            error_report("Parameter '%s' does not accept value '%s'", key,
+                         value)
+            return False
+    return True
+
+
+def user_creatable_print_help(qom_type: Optional[str]) -> None:
+    if qom_type is None:
+        printf("List of user creatable objects:\n")
+        for name in sorted(USER_CREATABLE_TYPES):
+            printf("  %s\n", name)
+        return
+    printf("%s options:\n", qom_type)
+    for prop, kind in sorted(USER_CREATABLE_TYPES[qom_type].items()):
+        if isinstance(kind, tuple):
+            kind = 'QCryptoSecretFormat'
+        printf("  %s=<%s>\n", prop, kind)
+
+
+def user_creatable_process_cmdline(optarg: str) -> None:
+    """Create the object described by optarg ("type,id=x,prop=v,..." or
+    JSON); exits after a message if it is invalid."""
+    if optarg.startswith('{'):
+        try:
+            props = json.loads(optarg)
+        except ValueError as e:
+            error_report("JSON parse error, %s", e)
+            sys.exit(1)
+        qom_type = props.pop('qom-type', None)
+    else:
+        from util.qemu_option import qemu_opts_create, qemu_opts_do_parse
+        lst = QemuOptsList("object", [], implied_opt_name="qom-type")
+        qopts = qemu_opts_create(lst)
+        local_err = [None]
+        qemu_opts_do_parse(qopts, optarg, "qom-type", local_err)
+        if local_err[0]:
+            error_report("%s", local_err[0].msg)
+            sys.exit(1)
+        props = {opt.name: opt.str for opt in qopts.head}
+        qom_type = props.pop('qom-type', None)
+        if qom_type == 'help' or (qom_type is None and 'help' in props):
+            user_creatable_print_help(None)
+            sys.exit(0)
+        if 'help' in props and qom_type in USER_CREATABLE_TYPES:
+            user_creatable_print_help(qom_type)
+            sys.exit(0)
+
+    if qom_type is None:
+        error_report("Parameter 'qom-type' is missing")
+        sys.exit(1)
+    if qom_type not in USER_CREATABLE_TYPES:
+        error_report("Parameter 'qom-type' does not accept value '%s'",
+                     qom_type)
+        sys.exit(1)
+    obj_id = props.pop('id', None)
+    if obj_id is None:
+        error_report("Parameter 'id' is missing")
+        sys.exit(1)
+    if not _object_props_check(qom_type, props):
+        sys.exit(1)
+    if obj_id in user_creatable_objects:
+        error_report("attempt to add duplicate property '%s' to object "
+                     "(type 'container')", obj_id)
+        sys.exit(1)
+    user_creatable_objects[obj_id] = (qom_type, props)
+
+
+# --- main --------------------------------------------------------------------
+
+OPTION_OBJECT = 256
+OPTION_IMAGE_OPTS = 257
+
+file_opts = QemuOptsList("file", [], implied_opt_name="file")
+
+
+def qemu_io_main(argv: list[str]) -> int:
+    """QEMU's main(): the exit status."""
+    global imageOpts
+    readonly = False
+    sopt = "hVc:d:f:rsnCmki:t:T:U"
+    lopt = [
+        option("help", no_argument, 'h'),
+        option("version", no_argument, 'V'),
+        option("cmd", required_argument, 'c'),
+        option("format", required_argument, 'f'),
+        option("read-only", no_argument, 'r'),
+        option("snapshot", no_argument, 's'),
+        option("nocache", no_argument, 'n'),
+        option("copy-on-read", no_argument, 'C'),
+        option("misalign", no_argument, 'm'),
+        option("native-aio", no_argument, 'k'),
+        option("aio", required_argument, 'i'),
+        option("discard", required_argument, 'd'),
+        option("cache", required_argument, 't'),
+        option("trace", required_argument, 'T'),
+        option("object", required_argument, OPTION_OBJECT),
+        option("image-opts", no_argument, OPTION_IMAGE_OPTS),
+        option("force-share", no_argument, 'U'),
+    ]
+    flags = [BDRV_O_UNMAP]
+    writethrough = [True]
+    opts = None
+    fmt = None
+    force_share = False
+
+    # C's defaults, which Python changes: SIGINT kills, SIGXFSZ dumps core;
+    # SIGPIPE stays ignored, as qemu-io ignores it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    # output through C-like stdio, so that stray prints keep their place
+    sys.stdout = c_stdout
+
+    error_init(argv[0])
+
+    getopt = Getopt(argv, sopt, lopt)
+    for c, optarg in getopt:
+        if c == 's':
+            flags[0] |= BDRV_O_SNAPSHOT
+        elif c == 'n':
+            flags[0] |= BDRV_O_NOCACHE
+            writethrough[0] = False
+        elif c == 'C':
+            flags[0] |= BDRV_O_COPY_ON_READ
+        elif c == 'd':
+            if bdrv_parse_discard_flags(optarg, flags) < 0:
+                error_report("Invalid discard option: %s", optarg)
+                return 1
+        elif c == 'f':
+            fmt = optarg
+        elif c == 'c':
+            add_user_command(optarg)
+        elif c == 'r':
+            readonly = True
+        elif c == 'm':
+            qemu_io_cmds.qemuio_misalign = True
+        elif c == 'k':
+            flags[0] |= BDRV_O_NATIVE_AIO
+        elif c == 'i':
+            if bdrv_parse_aio(optarg, flags) < 0:
+                error_report("Invalid aio option: %s", optarg)
+                return 1
+        elif c == 't':
+            if bdrv_parse_cache_mode(optarg, flags, writethrough) < 0:
+                error_report("Invalid cache option: %s", optarg)
+                return 1
+        elif c == 'T':
+            trace_opt_parse(optarg)
+        elif c == 'V':
+            printf("%s version %s (pyqemu-block %s)\n%s\n", g_get_prgname(),
+                   QEMU_VERSION, PYQEMU_VERSION, QEMU_COPYRIGHT)
+            return 0
+        elif c == 'h':
+            usage(g_get_prgname())
+            return 0
+        elif c == 'U':
+            force_share = True
+        elif c == OPTION_OBJECT:
+            user_creatable_process_cmdline(optarg)
+        elif c == OPTION_IMAGE_OPTS:
+            imageOpts = True
+        else:
+            usage(g_get_prgname())
+            return 1
+    argv, optind = getopt.argv, getopt.optind
+
+    if len(argv) - optind > 1:
+        usage(g_get_prgname())
+        return 1
+
+    if fmt and imageOpts:
+        error_report("--image-opts and -f are mutually exclusive")
+        return 1
+
+    trace_init_file()
+
+    # initialize commands
+    qemuio_add_command(quit_cmd)
+    qemuio_add_command(open_cmd)
+    qemuio_add_command(close_cmd)
+
+    # open the device
+    if not readonly:
+        flags[0] |= BDRV_O_RDWR
+
+    if len(argv) - optind == 1:
+        if imageOpts:
+            if not qemu_opts_parse_merged(file_opts, argv[optind], False):
+                return 1
+            opts = qemu_opts_take_merged(file_opts)
+            if openfile(None, flags[0], writethrough[0], force_share, opts):
+                return 1
+        else:
+            if fmt:
+                opts = {"driver": fmt}
+            if openfile(argv[optind], flags[0], writethrough[0], force_share,
+                        opts):
+                return 1
+
+    ret = command_loop()
+
+    # Make sure all outstanding requests complete before the program exits.
+    io.bdrv_drain_all()
+
+    bb.blk_unref(qemuio_blk)
+
+    return 1 if ret < 0 else 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """The pyqemu-io entry point: qemu_io_main() ended as C's exit() ends a
+    program, with stdout flushed."""
+    if argv is None:
+        argv = [PROGNAME] + sys.argv[1:]
+    try:
+        status = qemu_io_main(argv)
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else 1
+    fflush_stdout()
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main())
