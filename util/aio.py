@@ -393,7 +393,13 @@ def notify_dummy_bh(opaque: Any) -> None:
 
 
 def event_notifier_dummy_cb(e: EventNotifier) -> None:
-    """The context's own notifier is cleared by aio_notify_accept."""
+    """Clear the context's own notifier when poll() saw it set.
+
+    In C this is empty and aio_notify_accept clears it; but aio_notify sets
+    the eventfd before `notified`, and a notifying thread can wait up to a
+    GIL switch interval between the two, during which a blocking aio_poll
+    would spin on the readable eventfd."""
+    event_notifier_test_and_clear(e)
 
 
 def aio_context_new(errp: Errp = None) -> Optional[AioContext]:
