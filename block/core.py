@@ -549,8 +549,10 @@ def bdrv_open_common(bs: BlockDriverState, file: Optional[BdrvChild],
         ret = drv.bdrv_file_open(bs, options, open_flags, local_err)
     else:
         if file is None:
-            error_setg(errp, "Can't use '%s' as a block driver for the "
-                       "protocol level", drv.format_name)
+            # QEMU 2.5 says "Can't use '<format>' as a block driver for the
+            # protocol level"; 7.2, whose format drivers open their file
+            # child themselves, says this
+            error_setg(errp, 'A block device must be specified for "file"')
             ret = -errno.EINVAL
             return _open_common_fail(bs, ret)
         bs.file = file

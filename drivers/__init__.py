@@ -1,8 +1,8 @@
 """The block driver registry: bdrv_register and the look-ups of QEMU's block.c.
 
 Drivers register themselves when their module is imported (QEMU's
-block_init()).  bdrv_init() imports every module and package of this
-package (in name order), so a new driver only has to be put here; every
+block_init()).  bdrv_init() imports the driver modules listed in
+DRIVER_MODULES (QEMU's block/Makefile.objs) that exist in the tree; every
 look-up calls it, so that callers need not remember to.  The list is kept
 newest first (QLIST_INSERT_HEAD), which decides ties when probing.
 
@@ -14,14 +14,17 @@ protocol_name, so a new protocol driver only has to register.
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import importlib.util
 from typing import Optional
 
 from util.error import Errp, error_setg
 
 # modules of the built-in drivers, imported by bdrv_init()
-BUILTIN_DRIVERS = ('drivers.raw_posix', 'drivers.raw_bsd', 'drivers.null',
-                   'drivers.blkverify')
+BUILTIN_DRIVERS = ('drivers.raw_posix', 'drivers.raw_bsd', 'drivers.null')
+
+# in QEMU's link order; a module not (yet) in the tree is skipped
+DRIVER_MODULES = ('raw_bsd', 'qcow2', 'null', 'blkdebug', 'blkverify',
+                  'raw_posix')
 
 bdrv_drivers: list = []
 _initialized = False
@@ -39,9 +42,10 @@ def bdrv_init() -> None:
     if _initialized:
         return
     _initialized = True
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not info.name.startswith('_'):
-            importlib.import_module('%s.%s' % (__name__, info.name))
+    for name in DRIVER_MODULES:
+        module = '%s.%s' % (__name__, name)
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
 
 
 def bdrv_find_format(format_name: str):
