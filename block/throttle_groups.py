@@ -290,9 +290,11 @@ def throttle_group_unregister_bs(bs: BlockDriverState) -> None:
 
 # The largest value a limit may take (QEMU 2.6 and later, THROTTLE_VALUE_MAX)
 THROTTLE_VALUE_MAX = 1000000000000000
+UINT_MAX = 0xffffffff
 
-# (option, bucket, field) as QEMU 2.5's -drive spells them; "iops_rd" style
-# legacy names are renamed to these by drive_new() in QEMU.
+# (option, bucket, field) as QEMU's -drive spells them (the -max-length
+# ones since 2.6); "iops_rd" style legacy names are renamed to these by
+# drive_new() in QEMU.
 THROTTLE_OPTS_MAP = (
     ("throttling.bps-total", THROTTLE_BPS_TOTAL, "avg"),
     ("throttling.bps-read", THROTTLE_BPS_READ, "avg"),
@@ -306,6 +308,12 @@ THROTTLE_OPTS_MAP = (
     ("throttling.iops-total-max", THROTTLE_OPS_TOTAL, "max"),
     ("throttling.iops-read-max", THROTTLE_OPS_READ, "max"),
     ("throttling.iops-write-max", THROTTLE_OPS_WRITE, "max"),
+    ("throttling.bps-total-max-length", THROTTLE_BPS_TOTAL, "burst_length"),
+    ("throttling.bps-read-max-length", THROTTLE_BPS_READ, "burst_length"),
+    ("throttling.bps-write-max-length", THROTTLE_BPS_WRITE, "burst_length"),
+    ("throttling.iops-total-max-length", THROTTLE_OPS_TOTAL, "burst_length"),
+    ("throttling.iops-read-max-length", THROTTLE_OPS_READ, "burst_length"),
+    ("throttling.iops-write-max-length", THROTTLE_OPS_WRITE, "burst_length"),
 )
 
 throttle_opts = QemuOptsList("throttling", [
@@ -333,6 +341,18 @@ throttle_opts = QemuOptsList("throttling", [
                 "total bytes read burst"),
     QemuOptDesc("throttling.bps-write-max", QEMU_OPT_NUMBER,
                 "total bytes write burst"),
+    QemuOptDesc("throttling.iops-total-max-length", QEMU_OPT_NUMBER,
+                "length of the iops-total-max burst period, in seconds"),
+    QemuOptDesc("throttling.iops-read-max-length", QEMU_OPT_NUMBER,
+                "length of the iops-read-max burst period, in seconds"),
+    QemuOptDesc("throttling.iops-write-max-length", QEMU_OPT_NUMBER,
+                "length of the iops-write-max burst period, in seconds"),
+    QemuOptDesc("throttling.bps-total-max-length", QEMU_OPT_NUMBER,
+                "length of the bps-total-max burst period, in seconds"),
+    QemuOptDesc("throttling.bps-read-max-length", QEMU_OPT_NUMBER,
+                "length of the bps-read-max burst period, in seconds"),
+    QemuOptDesc("throttling.bps-write-max-length", QEMU_OPT_NUMBER,
+                "length of the bps-write-max burst period, in seconds"),
     QemuOptDesc("throttling.iops-size", QEMU_OPT_NUMBER,
                 "when limiting by iops max size of an I/O in bytes"),
     QemuOptDesc("throttling.group", QEMU_OPT_STRING,
@@ -345,8 +365,8 @@ def check_throttle_config(cfg: ThrottleConfig, errp: Errp) -> bool:
     the order of the installed QEMU (7.2's throttle_is_valid).  QEMU 2.5
     said "bps/iops/maxs values must be 0 or greater" for a negative value
     and accepted an iops-size without iops limit or a burst below its
-    average; with 2.5's buckets (burst length 1) the two behave alike for
-    every configuration both accept."""
+    average; with burst lengths of 1 (all 2.5 had) both versions throttle
+    alike every configuration both accept."""
     if throttle_conflicting(cfg):
         error_setg(errp, "bps/iops/max total values and read/write values"
                    " cannot be used at the same time")
@@ -363,6 +383,15 @@ def check_throttle_config(cfg: ThrottleConfig, errp: Errp) -> bool:
                 0 <= bkt.max <= THROTTLE_VALUE_MAX):
             error_setg(errp, "bps/iops/max values must be within [0, %d]",
                        THROTTLE_VALUE_MAX)
+            return False
+        if not bkt.burst_length:
+            error_setg(errp, "the burst length cannot be 0")
+            return False
+        if bkt.burst_length > 1 and not bkt.max:
+            error_setg(errp, "burst length set without burst rate")
+            return False
+        if bkt.max and bkt.burst_length > THROTTLE_VALUE_MAX / bkt.max:
+            error_setg(errp, "burst length too high for this burst rate")
             return False
         if bkt.max and not bkt.avg:
             error_setg(errp, "bps_max/iops_max require corresponding"
@@ -394,8 +423,14 @@ def extract_throttle_options(options: dict, errp: Errp
     group = qemu_opt_get(opts, "throttling.group")
     cfg = ThrottleConfig()
     for name, index, field in THROTTLE_OPTS_MAP:
-        setattr(cfg.buckets[index], field,
-                qemu_opt_get_number(opts, name, 0))
+        value = qemu_opt_get_number(opts, name,
+                                    getattr(cfg.buckets[index], field))
+        # an unsigned int in QEMU
+        if field == "burst_length" and not 0 <= value <= UINT_MAX:
+            error_setg(errp, "%s value must be in the range [0, %d]",
+                       name[len("throttling."):], UINT_MAX)
+            return None
+        setattr(cfg.buckets[index], field, value)
     cfg.op_size = qemu_opt_get_number(opts, "throttling.iops-size", 0)
 
     if not check_throttle_config(cfg, errp):

@@ -51,15 +51,16 @@ def open_null(size: int = 1 << 30):
 
 
 def limits(group: str, *bss, op_size: int = 0, **buckets):
-    """Put bss in `group` with the given avg/max values, for example
-    limits("g", bs, ops_total=(100, 0))."""
+    """Put bss in `group` with the given avg/max(/burst length) values,
+    for example limits("g", bs, ops_total=(100, 0))."""
     cfg = ThrottleConfig()
     names = {"bps_total": THROTTLE_BPS_TOTAL, "bps_read": THROTTLE_BPS_READ,
              "bps_write": THROTTLE_BPS_WRITE, "ops_total": THROTTLE_OPS_TOTAL,
              "ops_read": THROTTLE_OPS_READ, "ops_write": THROTTLE_OPS_WRITE}
-    for name, (avg, max_) in buckets.items():
+    for name, (avg, max_, *length) in buckets.items():
         cfg.buckets[names[name]].avg = avg
         cfg.buckets[names[name]].max = max_
+        cfg.buckets[names[name]].burst_length = length[0] if length else 1
     cfg.op_size = op_size
     for bs in bss:
         io.bdrv_io_limits_enable(bs, group)
@@ -238,6 +239,26 @@ def test_burst(bucket, avg, max_, units):
     close(bs)
 
 
+def test_burst_length():
+    """QEMU 2.6's burst length: the rate max may last about burst_length
+    seconds (the bucket holds max * length), then the average holds; within
+    the burst, a bucket of a tenth of a second at rate max keeps the pace."""
+    bs = open_null()
+    limits("length", bs, ops_total=(10, 50, 2))
+    t0 = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)
+    st = Stream(bs, False, SIZE, 160).start()
+    assert len(st.times) == 6          # burst bucket: 50 / 10 + 1
+    run([st])
+    for n, t in enumerate(st.times):
+        expected = t0 + max(0.0, (n - 5) / 50, (n - 100) / 10) * \
+            NANOSECONDS_PER_SECOND
+        assert abs(t - expected) <= 2, (n, t, expected)
+    # the burst rate held for 2.36 s, up to request 123, then the average
+    assert st.times[123] - st.times[122] == NANOSECONDS_PER_SECOND // 50
+    assert st.times[125] - st.times[124] == NANOSECONDS_PER_SECOND // 10
+    close(bs)
+
+
 # --- groups ----------------------------------------------------------------
 
 @pytest.mark.parametrize("members", [2, 3])
@@ -405,6 +426,15 @@ def test_options_none():
      "bps_max/iops_max cannot be lower than bps/iops"),
     ({"throttling.iops-total": "lots"},
      "Parameter 'throttling.iops-total' expects a number"),
+    ({"throttling.iops-total": "5", "throttling.iops-total-max-length": "0"},
+     "the burst length cannot be 0"),
+    ({"throttling.bps-read": "5", "throttling.bps-read-max-length": "2"},
+     "burst length set without burst rate"),
+    ({"throttling.iops-write": "5", "throttling.iops-write-max": "1" + "0" * 12,
+      "throttling.iops-write-max-length": "2000"},
+     "burst length too high for this burst rate"),
+    ({"throttling.bps-write-max-length": "-1"},
+     "bps-write-max-length value must be in the range [0, 4294967295]"),
 ])
 def test_options_refused(opts, msg):
     errp = [None]

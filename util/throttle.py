@@ -8,6 +8,12 @@ one is above, the caller waits until enough has leaked, on a timer of the
 ThrottleTimers' clock.  On QEMU_CLOCK_VIRTUAL driven from outside, throttling
 is exact and repeatable: nothing but the program moves the time.
 
+Each bucket may also carry QEMU 2.6's burst length (the -max-length
+options of 2.6 and of the installed QEMU 7.2): with burst_length > 1,
+``max`` is a burst *rate* that may be sustained for burst_length seconds,
+tracked in burst_level.  With the default length of 1 every function here
+behaves exactly as in 2.5.
+
 Struct assignment of the C (``ts->cfg = *cfg``) copies; here that is
 ThrottleConfig.copy(), so that a caller's configuration is never shared
 with a ThrottleState.
@@ -35,21 +41,26 @@ BUCKETS_COUNT = 6
 
 class LeakyBucket:
     """One bucket; ``max`` is the burst that may pass without waiting."""
-    __slots__ = ("avg", "max", "level")
+    __slots__ = ("avg", "max", "level", "burst_level", "burst_length")
 
     def __init__(self, avg: float = 0, max: float = 0,
                  level: float = 0) -> None:
         self.avg = avg          # average goal in units per second
-        self.max = max          # burst size in units
+        self.max = max          # burst size in units (a rate if length > 1)
         self.level = level      # units accounted and not yet leaked
+        self.burst_level = 0.0  # the same, leaking at max (length > 1)
+        self.burst_length = 1   # seconds the burst rate max may last
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, LeakyBucket) and self.avg == other.avg
-                and self.max == other.max and self.level == other.level)
+                and self.max == other.max and self.level == other.level
+                and self.burst_level == other.burst_level
+                and self.burst_length == other.burst_length)
 
     def __repr__(self) -> str:
-        return "LeakyBucket(avg=%r, max=%r, level=%r)" % (
-            self.avg, self.max, self.level)
+        return ("LeakyBucket(avg=%r, max=%r, level=%r, burst_level=%r, "
+                "burst_length=%r)" % (self.avg, self.max, self.level,
+                                      self.burst_level, self.burst_length))
 
 
 class ThrottleConfig:
@@ -71,6 +82,8 @@ class ThrottleConfig:
             dst_bkt.avg = src_bkt.avg
             dst_bkt.max = src_bkt.max
             dst_bkt.level = src_bkt.level
+            dst_bkt.burst_level = src_bkt.burst_level
+            dst_bkt.burst_length = src_bkt.burst_length
         self.op_size = src.op_size
 
     def __eq__(self, other: object) -> bool:
@@ -105,13 +118,18 @@ class ThrottleTimers:
 
 
 def throttle_config_init(cfg: ThrottleConfig) -> None:
-    """Reset cfg to no limits (the C callers memset it)."""
+    """Reset cfg to no limits and burst lengths of 1 (QEMU 2.6; the 2.5
+    callers memset it)."""
     cfg.assign(ThrottleConfig())
 
 
 def throttle_leak_bucket(bkt: LeakyBucket, delta_ns: int) -> None:
     leak = (bkt.avg * float(delta_ns)) / NANOSECONDS_PER_SECOND
     bkt.level = max(bkt.level - leak, 0)
+    # a burst longer than a second is bounded by the burst rate too
+    if bkt.burst_length > 1:
+        leak = (bkt.max * float(delta_ns)) / NANOSECONDS_PER_SECOND
+        bkt.burst_level = max(bkt.burst_level - leak, 0)
 
 
 def throttle_do_leak(ts: ThrottleState, now: int) -> None:
@@ -136,6 +154,17 @@ def throttle_compute_wait(bkt: LeakyBucket) -> int:
     """The wait (ns) before the bucket is back at its burst size, 0 if it
     already is or has no limit."""
     if not bkt.avg:
+        return 0
+    if bkt.burst_length > 1:
+        # QEMU 2.6: the rate max may last burst_length seconds (the main
+        # bucket holds that much), and meanwhile the burst bucket, of a
+        # tenth of a second at rate max, keeps the rate at max.
+        extra = bkt.level - bkt.max * bkt.burst_length
+        if extra > 0:
+            return throttle_do_compute_wait(bkt.avg, extra)
+        extra = bkt.burst_level - bkt.max / 10
+        if extra > 0:
+            return throttle_do_compute_wait(bkt.max, extra)
         return 0
     extra = bkt.level - bkt.max
     if extra <= 0:
@@ -273,6 +302,7 @@ def throttle_fix_bucket(bkt: LeakyBucket) -> None:
     none is set: a guest's I/O scheduler (CFQ) batches reads and writes by
     about 100 ms, and such batches should not be throttled one by one."""
     bkt.level = 0
+    bkt.burst_level = 0
     min_ = bkt.avg / 10
     if bkt.avg and not bkt.max:
         bkt.max = min_
@@ -323,11 +353,14 @@ def throttle_account(ts: ThrottleState, is_write: bool, size: int) -> None:
     if ts.cfg.op_size and size > ts.cfg.op_size:
         units = float(size) / ts.cfg.op_size
     b = ts.cfg.buckets
-    b[THROTTLE_BPS_TOTAL].level += size
-    b[THROTTLE_OPS_TOTAL].level += units
     if is_write:
-        b[THROTTLE_BPS_WRITE].level += size
-        b[THROTTLE_OPS_WRITE].level += units
+        fill = ((THROTTLE_BPS_TOTAL, size), (THROTTLE_OPS_TOTAL, units),
+                (THROTTLE_BPS_WRITE, size), (THROTTLE_OPS_WRITE, units))
     else:
-        b[THROTTLE_BPS_READ].level += size
-        b[THROTTLE_OPS_READ].level += units
+        fill = ((THROTTLE_BPS_TOTAL, size), (THROTTLE_OPS_TOTAL, units),
+                (THROTTLE_BPS_READ, size), (THROTTLE_OPS_READ, units))
+    for index, amount in fill:
+        bkt = b[index]
+        bkt.level += amount
+        if bkt.burst_length > 1:
+            bkt.burst_level += amount
