@@ -74,12 +74,77 @@ def blkverify_err(acb: BlkverifyAIOCB, fmt: str, *args: Any) -> None:
     os._exit(1)
 
 
+def blkverify_parse_filename(filename: str, options: dict,
+                             errp: Errp) -> None:
+    """blkverify:RAW:TEST; a filename without the prefix is TEST, and the
+    rest must be in the options."""
+    prefix = "blkverify:"
+    if not filename.startswith(prefix):
+        options["x-image"] = filename
+        return
+    filename = filename[len(prefix):]
+
+    c = filename.find(":")
+    if c < 0:
+        error_setg(errp, "blkverify requires raw copy and original image path")
+        return
+    # RAW may not contain a ':'; TEST, after it, may (nested protocols)
+    options["x-raw"] = filename[:c]
+    options["x-image"] = filename[c + 1:]
+
+
 runtime_opts = QemuOptsList("blkverify", [
     QemuOptDesc("x-raw", QEMU_OPT_STRING,
                 "[internal use only, will be removed]"),
     QemuOptDesc("x-image", QEMU_OPT_STRING,
                 "[internal use only, will be removed]"),
 ])
+
+
+def blkverify_open(bs: BlockDriverState, options: dict, flags: int,
+                   errp: Errp) -> int:
+    s = bs.opaque
+    local_err = [None]
+
+    opts = qemu_opts_create(runtime_opts)
+    qemu_opts_absorb_qdict(opts, options, local_err)
+    if local_err[0]:
+        error_propagate(errp, local_err[0])
+        ret = -errno.EINVAL
+    else:
+        ret = 0
+        # the reference copy, always raw
+        bs.file = core.bdrv_open_child(qemu_opt_get(opts, "x-raw"), options,
+                                       "raw", bs, core.child_file, False,
+                                       local_err)
+        if local_err[0]:
+            error_propagate(errp, local_err[0])
+            ret = -errno.EINVAL
+        else:
+            # the image under test, format probed as for any image
+            s.test_file = core.bdrv_open_child(
+                qemu_opt_get(opts, "x-image"), options, "test", bs,
+                core.child_format, False, local_err)
+            if local_err[0]:
+                error_propagate(errp, local_err[0])
+                ret = -errno.EINVAL
+
+    if ret < 0:
+        core.bdrv_unref_child(bs, bs.file)
+        bs.file = None
+    qemu_opts_del(opts)
+    return ret
+
+
+def blkverify_close(bs: BlockDriverState) -> None:
+    s = bs.opaque
+    core.bdrv_unref_child(bs, s.test_file)
+    s.test_file = None
+
+
+def blkverify_getlength(bs: BlockDriverState) -> int:
+    s = bs.opaque
+    return core.bdrv_getlength(s.test_file.bs)
 
 
 def blkverify_aio_get(bs: BlockDriverState, is_write: bool, sector_num: int,
@@ -131,144 +196,103 @@ def blkverify_verify_readv(acb: BlkverifyAIOCB) -> None:
                       acb.sector_num * BDRV_SECTOR_SIZE + offset)
 
 
+def blkverify_aio_readv(bs: BlockDriverState, sector_num: int,
+                        qiov: QEMUIOVector, nb_sectors: int,
+                        cb: BlockCompletionFunc, opaque: Any) -> BlockAIOCB:
+    """Read TEST into the caller's buffers and RAW into a copy of the same
+    shape, then compare."""
+    s = bs.opaque
+    acb = blkverify_aio_get(bs, False, sector_num, qiov, nb_sectors,
+                            cb, opaque)
+    acb.verify = blkverify_verify_readv
+    acb.buf = io.qemu_blockalign(bs.file.bs, qiov.size)
+    qemu_iovec_init(acb.raw_qiov, acb.qiov.niov)
+    qemu_iovec_clone(acb.raw_qiov, qiov, acb.buf)
+
+    io.bdrv_aio_readv(s.test_file.bs, sector_num, qiov, nb_sectors,
+                      blkverify_aio_cb, acb)
+    io.bdrv_aio_readv(bs.file.bs, sector_num, acb.raw_qiov, nb_sectors,
+                      blkverify_aio_cb, acb)
+    return acb
+
+
+def blkverify_aio_writev(bs: BlockDriverState, sector_num: int,
+                         qiov: QEMUIOVector, nb_sectors: int,
+                         cb: BlockCompletionFunc, opaque: Any) -> BlockAIOCB:
+    s = bs.opaque
+    acb = blkverify_aio_get(bs, True, sector_num, qiov, nb_sectors,
+                            cb, opaque)
+    io.bdrv_aio_writev(s.test_file.bs, sector_num, qiov, nb_sectors,
+                       blkverify_aio_cb, acb)
+    io.bdrv_aio_writev(bs.file.bs, sector_num, qiov, nb_sectors,
+                       blkverify_aio_cb, acb)
+    return acb
+
+
+def blkverify_aio_flush(bs: BlockDriverState, cb: BlockCompletionFunc,
+                        opaque: Any) -> BlockAIOCB:
+    # only TEST matters; RAW is a reference copy
+    s = bs.opaque
+    return io.bdrv_aio_flush(s.test_file.bs, cb, opaque)
+
+
+def blkverify_recurse_is_first_non_filter(
+        bs: BlockDriverState, candidate: BlockDriverState) -> bool:
+    s = bs.opaque
+    if core.bdrv_recurse_is_first_non_filter(bs.file.bs, candidate):
+        return True
+    return core.bdrv_recurse_is_first_non_filter(s.test_file.bs, candidate)
+
+
+def blkverify_detach_aio_context(bs: BlockDriverState) -> None:
+    s = bs.opaque
+    core.bdrv_detach_aio_context(s.test_file.bs)
+
+
+def blkverify_attach_aio_context(bs: BlockDriverState,
+                                 new_context: Any) -> None:
+    s = bs.opaque
+    core.bdrv_attach_aio_context(s.test_file.bs, new_context)
+
+
+def blkverify_refresh_filename(bs: BlockDriverState) -> None:
+    s = bs.opaque
+    # bs.file.bs has been refreshed by the caller
+    core.bdrv_refresh_filename(s.test_file.bs)
+
+    if bs.file.bs.full_open_options and s.test_file.bs.full_open_options:
+        bs.full_open_options = {
+            "driver": "blkverify",
+            "raw": bs.file.bs.full_open_options,
+            "test": s.test_file.bs.full_open_options,
+        }
+
+    if bs.file.bs.exact_filename and s.test_file.bs.exact_filename:
+        bs.exact_filename = "blkverify:%s:%s" % (
+            bs.file.bs.exact_filename, s.test_file.bs.exact_filename)
+
+
 class BdrvBlkverify(BlockDriver):
     format_name = "blkverify"
     protocol_name = "blkverify"
     instance_type = BDRVBlkverifyState
+
+    bdrv_parse_filename = staticmethod(blkverify_parse_filename)
+    bdrv_file_open = staticmethod(blkverify_open)
+    bdrv_close = staticmethod(blkverify_close)
+    bdrv_getlength = staticmethod(blkverify_getlength)
+    bdrv_refresh_filename = staticmethod(blkverify_refresh_filename)
+
+    bdrv_aio_readv = staticmethod(blkverify_aio_readv)
+    bdrv_aio_writev = staticmethod(blkverify_aio_writev)
+    bdrv_aio_flush = staticmethod(blkverify_aio_flush)
+
+    bdrv_attach_aio_context = staticmethod(blkverify_attach_aio_context)
+    bdrv_detach_aio_context = staticmethod(blkverify_detach_aio_context)
+
     is_filter = True
-
-    def bdrv_parse_filename(self, filename: str, options: dict,
-                            errp: Errp) -> None:
-        """blkverify:RAW:TEST; a filename without the prefix is TEST, and
-        the rest must be in the options."""
-        prefix = "blkverify:"
-        if not filename.startswith(prefix):
-            options["x-image"] = filename
-            return
-        filename = filename[len(prefix):]
-
-        c = filename.find(":")
-        if c < 0:
-            error_setg(errp,
-                       "blkverify requires raw copy and original image path")
-            return
-        # RAW may not contain a ':'; TEST, after it, may (nested protocols)
-        options["x-raw"] = filename[:c]
-        options["x-image"] = filename[c + 1:]
-
-    def bdrv_file_open(self, bs: BlockDriverState, options: dict, flags: int,
-                       errp: Errp) -> int:
-        s = bs.opaque
-        local_err = [None]
-
-        opts = qemu_opts_create(runtime_opts)
-        qemu_opts_absorb_qdict(opts, options, local_err)
-        if local_err[0]:
-            error_propagate(errp, local_err[0])
-            ret = -errno.EINVAL
-        else:
-            ret = 0
-            # the reference copy, always raw
-            bs.file = core.bdrv_open_child(qemu_opt_get(opts, "x-raw"),
-                                           options, "raw", bs,
-                                           core.child_file, False, local_err)
-            if local_err[0]:
-                error_propagate(errp, local_err[0])
-                ret = -errno.EINVAL
-            else:
-                # the image under test, format probed as for any image
-                s.test_file = core.bdrv_open_child(
-                    qemu_opt_get(opts, "x-image"), options, "test", bs,
-                    core.child_format, False, local_err)
-                if local_err[0]:
-                    error_propagate(errp, local_err[0])
-                    ret = -errno.EINVAL
-
-        if ret < 0:
-            core.bdrv_unref_child(bs, bs.file)
-            bs.file = None
-        qemu_opts_del(opts)
-        return ret
-
-    def bdrv_close(self, bs: BlockDriverState) -> None:
-        s = bs.opaque
-        core.bdrv_unref_child(bs, s.test_file)
-        s.test_file = None
-
-    def bdrv_getlength(self, bs: BlockDriverState) -> int:
-        s = bs.opaque
-        return core.bdrv_getlength(s.test_file.bs)
-
-    def bdrv_aio_readv(self, bs: BlockDriverState, sector_num: int,
-                       qiov: QEMUIOVector, nb_sectors: int,
-                       cb: BlockCompletionFunc, opaque: Any) -> BlockAIOCB:
-        """Read TEST into the caller's buffers and RAW into a copy of the
-        same shape, then compare."""
-        s = bs.opaque
-        acb = blkverify_aio_get(bs, False, sector_num, qiov, nb_sectors,
-                                cb, opaque)
-        acb.verify = blkverify_verify_readv
-        acb.buf = io.qemu_blockalign(bs.file.bs, qiov.size)
-        qemu_iovec_init(acb.raw_qiov, acb.qiov.niov)
-        qemu_iovec_clone(acb.raw_qiov, qiov, acb.buf)
-
-        io.bdrv_aio_readv(s.test_file.bs, sector_num, qiov, nb_sectors,
-                          blkverify_aio_cb, acb)
-        io.bdrv_aio_readv(bs.file.bs, sector_num, acb.raw_qiov, nb_sectors,
-                          blkverify_aio_cb, acb)
-        return acb
-
-    def bdrv_aio_writev(self, bs: BlockDriverState, sector_num: int,
-                        qiov: QEMUIOVector, nb_sectors: int,
-                        cb: BlockCompletionFunc, opaque: Any) -> BlockAIOCB:
-        s = bs.opaque
-        acb = blkverify_aio_get(bs, True, sector_num, qiov, nb_sectors,
-                                cb, opaque)
-        io.bdrv_aio_writev(s.test_file.bs, sector_num, qiov, nb_sectors,
-                           blkverify_aio_cb, acb)
-        io.bdrv_aio_writev(bs.file.bs, sector_num, qiov, nb_sectors,
-                           blkverify_aio_cb, acb)
-        return acb
-
-    def bdrv_aio_flush(self, bs: BlockDriverState, cb: BlockCompletionFunc,
-                       opaque: Any) -> BlockAIOCB:
-        # only TEST matters; RAW is a reference copy
-        s = bs.opaque
-        return io.bdrv_aio_flush(s.test_file.bs, cb, opaque)
-
-    def bdrv_recurse_is_first_non_filter(self, bs: BlockDriverState,
-                                         candidate: BlockDriverState) -> bool:
-        s = bs.opaque
-        if core.bdrv_recurse_is_first_non_filter(bs.file.bs, candidate):
-            return True
-        return core.bdrv_recurse_is_first_non_filter(s.test_file.bs,
-                                                     candidate)
-
-    def bdrv_detach_aio_context(self, bs: BlockDriverState) -> None:
-        s = bs.opaque
-        core.bdrv_detach_aio_context(s.test_file.bs)
-
-    def bdrv_attach_aio_context(self, bs: BlockDriverState,
-                                new_context: Any) -> None:
-        s = bs.opaque
-        core.bdrv_attach_aio_context(s.test_file.bs, new_context)
-
-    def bdrv_refresh_filename(self, bs: BlockDriverState) -> None:
-        s = bs.opaque
-        # bs.file.bs has been refreshed by the caller
-        core.bdrv_refresh_filename(s.test_file.bs)
-
-        if (bs.file.bs.full_open_options and
-                s.test_file.bs.full_open_options):
-            bs.full_open_options = {
-                "driver": "blkverify",
-                "raw": bs.file.bs.full_open_options,
-                "test": s.test_file.bs.full_open_options,
-            }
-
-        if bs.file.bs.exact_filename and s.test_file.bs.exact_filename:
-            bs.exact_filename = "blkverify:%s:%s" % (
-                bs.file.bs.exact_filename, s.test_file.bs.exact_filename)
+    bdrv_recurse_is_first_non_filter = staticmethod(
+        blkverify_recurse_is_first_non_filter)
 
 
 bdrv_blkverify = BdrvBlkverify()
