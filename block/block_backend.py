@@ -414,6 +414,14 @@ def blk_aio_write_zeroes(blk: BlockBackend, sector_num: int, nb_sectors: int,
                         cb, opaque)
 
 
+def blk_aio_pwrite_zeroes(blk: BlockBackend, offset: int, count: int,
+                          flags: int, cb, opaque) -> BlockAIOCB:
+    """The byte form of blk_aio_write_zeroes (QEMU 2.7): the request checks
+    happen in the coroutine and fail through the callback."""
+    return blk_aio_prwv(blk, offset, count, None, blk_aio_write_entry,
+                        flags | BDRV_REQ_ZERO_WRITE, cb, opaque)
+
+
 def blk_pread(blk: BlockBackend, offset: int, buf: Any, count: int) -> int:
     """Read count bytes at offset into buf; count or -errno."""
     ret = blk_check_byte_request(blk, offset, count)
@@ -423,12 +431,14 @@ def blk_pread(blk: BlockBackend, offset: int, buf: Any, count: int) -> int:
     return ret if ret < 0 else count
 
 
-def blk_pwrite(blk: BlockBackend, offset: int, buf: Any, count: int) -> int:
-    """Write the first count bytes of buf at offset; count or -errno."""
+def blk_pwrite(blk: BlockBackend, offset: int, buf: Any, count: int,
+               flags: int = 0) -> int:
+    """Write the first count bytes of buf at offset (flags: BDRV_REQ_FUA,
+    as in QEMU 2.7); count or -errno."""
     ret = blk_check_byte_request(blk, offset, count)
     if ret < 0:
         return ret
-    ret = blk_prw(blk, offset, buf, count, blk_write_entry, 0)
+    ret = blk_prw(blk, offset, buf, count, blk_write_entry, flags)
     return ret if ret < 0 else count
 
 
@@ -469,6 +479,20 @@ def blk_aio_writev(blk: BlockBackend, sector_num: int, iov: QEMUIOVector,
     assert nb_sectors << BDRV_SECTOR_BITS == iov.size
     return blk_aio_prwv(blk, sector_num << BDRV_SECTOR_BITS, iov.size, iov,
                         blk_aio_write_entry, 0, cb, opaque)
+
+
+def blk_aio_preadv(blk: BlockBackend, offset: int, qiov: QEMUIOVector,
+                   flags: int, cb, opaque) -> BlockAIOCB:
+    """The byte form of blk_aio_readv (QEMU 2.7)."""
+    return blk_aio_prwv(blk, offset, qiov.size, qiov, blk_aio_read_entry,
+                        flags, cb, opaque)
+
+
+def blk_aio_pwritev(blk: BlockBackend, offset: int, qiov: QEMUIOVector,
+                    flags: int, cb, opaque) -> BlockAIOCB:
+    """The byte form of blk_aio_writev (QEMU 2.7)."""
+    return blk_aio_prwv(blk, offset, qiov.size, qiov, blk_aio_write_entry,
+                        flags, cb, opaque)
 
 
 def blk_aio_flush(blk: BlockBackend, cb, opaque) -> BlockAIOCB:
@@ -641,6 +665,13 @@ def blk_co_write_zeroes(blk: BlockBackend, sector_num: int, nb_sectors: int,
                           flags | BDRV_REQ_ZERO_WRITE)
 
 
+def blk_co_pwrite_zeroes(blk: BlockBackend, offset: int, count: int,
+                         flags: int) -> int:
+    """The byte form of blk_co_write_zeroes (QEMU 2.7)."""
+    return blk_co_pwritev(blk, offset, count, None,
+                          flags | BDRV_REQ_ZERO_WRITE)
+
+
 def blk_write_compressed(blk: BlockBackend, sector_num: int, buf: Any,
                          nb_sectors: int) -> int:
     ret = blk_check_request(blk, sector_num, nb_sectors)
@@ -649,10 +680,13 @@ def blk_write_compressed(blk: BlockBackend, sector_num: int, buf: Any,
     return io.bdrv_write_compressed(blk.bs, sector_num, buf, nb_sectors)
 
 
-def blk_truncate(blk: BlockBackend, offset: int) -> int:
+def blk_truncate(blk: BlockBackend, offset: int, prealloc: str = 'off',
+                 errp: Errp = None) -> int:
+    """Resize; see core.bdrv_truncate (prealloc and errp as in QEMU 7.2)."""
     if not blk_is_available(blk):
+        error_setg(errp, 'No medium inserted')
         return -errno.ENOMEDIUM
-    return core.bdrv_truncate(blk.bs, offset)
+    return core.bdrv_truncate(blk.bs, offset, prealloc, errp)
 
 
 def blk_discard(blk: BlockBackend, sector_num: int, nb_sectors: int) -> int:
@@ -660,3 +694,31 @@ def blk_discard(blk: BlockBackend, sector_num: int, nb_sectors: int) -> int:
     if ret < 0:
         return ret
     return io.bdrv_discard(blk.bs, sector_num, nb_sectors)
+
+
+def blk_pdiscard(blk: BlockBackend, offset: int, count: int) -> int:
+    """Discard count bytes at offset (QEMU 2.7's byte form).  The block layer
+    of the seed discards whole sectors: the sectors that lie inside the
+    range are discarded, partial ones at either end are left alone."""
+    ret = blk_check_byte_request(blk, offset, count)
+    if ret < 0:
+        return ret
+    start = (offset + BDRV_SECTOR_SIZE - 1) >> BDRV_SECTOR_BITS
+    end = (offset + count) >> BDRV_SECTOR_BITS
+    if end <= start:
+        return 0
+    return io.bdrv_discard(blk.bs, start, end - start)
+
+
+def blk_save_vmstate(blk: BlockBackend, buf: Any, pos: int,
+                     size: int) -> int:
+    if not blk_is_available(blk):
+        return -errno.ENOMEDIUM
+    return io.bdrv_save_vmstate(blk.bs, buf, pos, size)
+
+
+def blk_load_vmstate(blk: BlockBackend, buf: Any, pos: int,
+                     size: int) -> int:
+    if not blk_is_available(blk):
+        return -errno.ENOMEDIUM
+    return io.bdrv_load_vmstate(blk.bs, buf, pos, size)

@@ -322,6 +322,9 @@ class BlockDriver:
     bdrv_co_flush_to_os = None
 
     protocol_name: Optional[str] = None
+    # bdrv_truncate(bs, offset, prealloc, errp): prealloc is QEMU 7.2's
+    # PreallocMode ('off', 'metadata', 'falloc', 'full'), for qemu-io's
+    # "truncate -m"; a driver that cannot do one sets errp and fails
     bdrv_truncate = None
     bdrv_getlength = None
     has_variable_length = False

@@ -1272,19 +1272,35 @@ def bdrv_change_backing_file(bs: BlockDriverState,
     return ret
 
 
-def bdrv_truncate(bs: BlockDriverState, offset: int) -> int:
-    """Resize the image to offset bytes."""
+PREALLOC_MODES = ('off', 'metadata', 'falloc', 'full')
+
+
+def bdrv_truncate(bs: BlockDriverState, offset: int, prealloc: str = 'off',
+                  errp: Errp = None) -> int:
+    """Resize the image to offset bytes.  prealloc (QEMU 7.2's PreallocMode:
+    off, metadata, falloc, full) says how to allocate what is added; the
+    messages are 7.2's.  The driver callback takes the same arguments."""
     drv = bs.drv
     if not drv:
+        error_setg(errp, 'No medium inserted')
         return -errno.ENOMEDIUM
+    if offset < 0:
+        error_setg(errp, 'Image size cannot be negative')
+        return -errno.EINVAL
     if not drv.bdrv_truncate:
+        error_setg(errp, 'Image format driver does not support resize')
         return -errno.ENOTSUP
     if bs.read_only:
+        error_setg(errp, 'Image is read-only')
         return -errno.EACCES
+    assert prealloc in PREALLOC_MODES
 
-    ret = drv.bdrv_truncate(bs, offset)
+    ret = drv.bdrv_truncate(bs, offset, prealloc, errp)
     if ret == 0:
         ret = refresh_total_sectors(bs, offset >> BDRV_SECTOR_BITS)
+        if ret < 0:
+            error_setg_errno(errp, -ret, 'Could not refresh total sector '
+                             'count')
         bdrv_dirty_bitmap_truncate(bs)
     return ret
 

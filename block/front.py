@@ -145,11 +145,7 @@ class Image:
         whole sectors inside the range are discarded; afterwards the range
         reads as zeroes or as its old data, as the format decides."""
         self._check(offset, length, 'discard')
-        start = (offset + BDRV_SECTOR_SIZE - 1) >> BDRV_SECTOR_BITS
-        end = (offset + length) >> BDRV_SECTOR_BITS
-        if end <= start:
-            return
-        ret = block_backend.blk_discard(self.blk, start, end - start)
+        ret = block_backend.blk_pdiscard(self.blk, offset, length)
         if ret < 0:
             _raise(ret, 'discard')
 

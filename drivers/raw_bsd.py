@@ -101,8 +101,8 @@ def raw_refresh_limits(bs, errp: Errp) -> None:
     bs.bl = bs.file.bs.bl
 
 
-def raw_truncate(bs, offset: int) -> int:
-    return core.bdrv_truncate(bs.file.bs, offset)
+def raw_truncate(bs, offset: int, prealloc: str, errp: Errp) -> int:
+    return core.bdrv_truncate(bs.file.bs, offset, prealloc, errp)
 
 
 def raw_aio_ioctl(bs, req: int, buf, cb, opaque):

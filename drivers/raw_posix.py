@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import mmap
 import os
 import stat
@@ -592,16 +593,79 @@ def raw_close(bs) -> None:
         s.fd = -1
 
 
-def raw_truncate(bs, offset: int) -> int:
+def raw_regular_truncate(fd: int, offset: int, prealloc: str,
+                         errp: Errp) -> int:
+    """Resize a regular file, allocating what is added as prealloc says
+    (QEMU 7.2's raw_regular_truncate, which raw_create shares)."""
+    try:
+        current_length = os.lseek(fd, 0, os.SEEK_END)
+    except OSError as e:
+        error_setg_errno(errp, e.errno, 'Could not determine current size')
+        return -e.errno
+
+    if prealloc != 'off' and offset < current_length:
+        error_setg(errp, 'Cannot use preallocation for shrinking files')
+        return -errno.ENOTSUP
+
+    if prealloc == 'off':
+        try:
+            os.ftruncate(fd, offset)
+        except OSError as e:
+            error_setg_errno(errp, e.errno, 'Could not resize file')
+            return -e.errno
+        return 0
+
+    if prealloc == 'falloc':
+        # no ftruncate first: on file systems without fallocate() that
+        # would make posix_fallocate() check every block
+        if offset != current_length:
+            try:
+                os.posix_fallocate(fd, current_length,
+                                   offset - current_length)
+            except OSError as e:
+                error_setg_errno(errp, e.errno,
+                                 'Could not preallocate new data')
+                return -e.errno
+        return 0
+
+    if prealloc == 'full':
+        # the final size first: fewer, larger allocations
+        try:
+            os.ftruncate(fd, offset)
+        except OSError as e:
+            error_setg_errno(errp, e.errno, 'Could not resize file')
+            return -e.errno
+        buf = bytes(65536)
+        pos = current_length
+        try:
+            while pos < offset:
+                pos += os.pwrite(fd, buf[:min(offset - pos, 65536)], pos)
+        except OSError as e:
+            error_setg_errno(errp, e.errno,
+                             'Could not write zeros for preallocation')
+            return -e.errno
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            error_setg_errno(errp, e.errno, 'Could not flush file to disk')
+            return -e.errno
+        return 0
+
+    error_setg(errp, 'Unsupported preallocation mode: %s', prealloc)
+    return -errno.ENOTSUP
+
+
+def raw_truncate(bs, offset: int, prealloc: str, errp: Errp) -> int:
     s = bs.opaque
     try:
         st = os.fstat(s.fd)
-        if not stat.S_ISREG(st.st_mode):
-            return -errno.ENOTSUP
-        os.ftruncate(s.fd, offset)
     except OSError as e:
+        error_setg_errno(errp, e.errno, 'Failed to fstat() the file')
         return -e.errno
-    return 0
+    if not stat.S_ISREG(st.st_mode):
+        error_setg(errp, 'Resizing this file is not supported')
+        return -errno.ENOTSUP
+    return raw_regular_truncate(s.fd, offset, prealloc, errp)
 
 
 def raw_getlength(bs) -> int:
@@ -620,9 +684,6 @@ def raw_get_allocated_file_size(bs) -> int:
     return st.st_blocks * 512
 
 
-PREALLOC_MODES = ('off', 'falloc', 'full')
-
-
 def raw_create(filename: str, opts, errp: Errp) -> int:
     if filename.startswith('file:'):
         filename = filename[len('file:'):]
@@ -632,7 +693,7 @@ def raw_create(filename: str, opts, errp: Errp) -> int:
         BDRV_SECTOR_SIZE
     nocow = qemu_opt_get_bool(opts, BLOCK_OPT_NOCOW, False)
     prealloc = qemu_opt_get_del(opts, BLOCK_OPT_PREALLOC) or 'off'
-    if prealloc not in PREALLOC_MODES:
+    if prealloc not in ('off', 'falloc', 'full'):
         error_setg(errp, 'invalid parameter value: %s', prealloc)
         return -errno.EINVAL
 
@@ -644,25 +705,11 @@ def raw_create(filename: str, opts, errp: Errp) -> int:
         error_setg_errno(errp, e.errno, "Could not create '%s'", filename)
         return -e.errno
 
-    result = 0
-    try:
-        if nocow:
-            # a btrfs optimisation: failing is harmless
-            _set_nocow(fd)
-        os.ftruncate(fd, total_size)
-    except OSError as e:
-        error_setg_errno(errp, e.errno, 'Could not resize file')
-        result = -e.errno
+    if nocow:
+        # a btrfs optimisation: failing is harmless
+        _set_nocow(fd)
 
-    if result == 0 and prealloc == 'falloc':
-        try:
-            os.posix_fallocate(fd, 0, total_size)
-        except OSError as e:
-            error_setg_errno(errp, e.errno,
-                             'Could not preallocate data for the new file')
-            result = -e.errno
-    elif result == 0 and prealloc == 'full':
-        result = _raw_create_write_full(fd, total_size, errp)
+    result = raw_regular_truncate(fd, total_size, prealloc, errp)
 
     try:
         os.close(fd)
@@ -674,7 +721,6 @@ def raw_create(filename: str, opts, errp: Errp) -> int:
 
 
 def _set_nocow(fd: int) -> None:
-    import fcntl
     attr = bytearray(4)
     try:
         fcntl.ioctl(fd, FS_IOC_GETFLAGS, attr)
@@ -682,27 +728,6 @@ def _set_nocow(fd: int) -> None:
         fcntl.ioctl(fd, FS_IOC_SETFLAGS, flags.to_bytes(4, 'little'))
     except OSError:
         pass
-
-
-def _raw_create_write_full(fd: int, total_size: int, errp: Errp) -> int:
-    """preallocation=full: write zeroes over the whole file, then fsync."""
-    buf = bytes(65536)
-    left = total_size
-    offset = 0
-    try:
-        while left > 0:
-            n = os.pwrite(fd, buf[:min(left, 65536)], offset)
-            left -= n
-            offset += n
-    except OSError as e:
-        error_setg_errno(errp, e.errno, 'Could not write to the new file')
-        return -e.errno
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        error_setg_errno(errp, e.errno, 'Could not flush new file to disk')
-        return -e.errno
-    return 0
 
 
 def find_allocation(bs, start: int, pdata: list, phole: list) -> int:
