@@ -11,10 +11,12 @@ the member holding the token runs one request and hands the token on to
 the next member with requests waiting (round robin), so that members share
 the limits fairly.
 
-The second half holds what QEMU 2.5 does in blockdev.c for ``-drive``: the
+The second part holds what QEMU 2.5 does in blockdev.c for ``-drive``: the
 ``throttling.*`` options turned into a ThrottleConfig, checked, and applied
 to the opened image (see extract_throttle_options and
-blockdev_throttle_setup).
+blockdev_throttle_setup).  The last part is the installed QEMU's (7.2)
+throttle-group object, which throttle filter nodes (drivers/throttle.py)
+join.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from util.throttle import (THROTTLE_BPS_READ, THROTTLE_BPS_TOTAL,
                            ThrottleConfig, ThrottleState, ThrottleTimers,
                            throttle_account, throttle_config,
                            throttle_conflicting, throttle_enabled,
-                           throttle_get_config, throttle_init,
+                           throttle_fix_bucket, throttle_get_config,
+                           throttle_init,
                            throttle_schedule_timer, throttle_timers_destroy,
                            throttle_timers_init)
 from util.timer import (QEMU_CLOCK_REALTIME, QEMU_CLOCK_VIRTUAL,
@@ -240,17 +243,19 @@ def write_timer_cb(opaque: BlockDriverState) -> None:
     timer_cb(opaque, True)
 
 
+def throttle_group_clock_type() -> int:
+    """QEMU uses the virtual clock under qtest, where the test moves it;
+    here, when the program drives the virtual clock (external mode)."""
+    if qemu_clock_is_external(QEMU_CLOCK_VIRTUAL):
+        return QEMU_CLOCK_VIRTUAL
+    return QEMU_CLOCK_REALTIME
+
+
 def throttle_group_register_bs(bs: BlockDriverState, groupname: str) -> None:
     """Make bs a member of the group `groupname` (created if needed), with
     timers in bs's AioContext.  Their clock is chosen here, once."""
     ts = throttle_group_incref(groupname)
     tg = ts.tg
-    clock_type = QEMU_CLOCK_REALTIME
-    # QEMU uses the virtual clock under qtest, where the test moves it;
-    # here, when the program drives the virtual clock (external mode).
-    if qemu_clock_is_external(QEMU_CLOCK_VIRTUAL):
-        clock_type = QEMU_CLOCK_VIRTUAL
-
     bs.throttle_state = ts
     with tg.lock:
         for i in range(2):
@@ -260,7 +265,7 @@ def throttle_group_register_bs(bs: BlockDriverState, groupname: str) -> None:
         bs.throttle_timers = ThrottleTimers()
         throttle_timers_init(bs.throttle_timers,
                              core.bdrv_get_aio_context(bs),
-                             clock_type,
+                             throttle_group_clock_type(),
                              read_timer_cb, write_timer_cb, bs)
 
 
@@ -446,3 +451,111 @@ def blockdev_throttle_setup(bs: BlockDriverState, group: Optional[str],
     if throttle_enabled(cfg):
         io.bdrv_io_limits_enable(bs, group if group else default_group)
         io.bdrv_set_io_limits(bs, cfg)
+
+
+# --- QEMU 7.2: the throttle-group object and its existence check -----------
+#
+# In the installed QEMU a group can also be made on its own, as a QOM
+# object: ``--object throttle-group,id=NAME,x-iops-total=...`` (or
+# ``limits.iops-total=...``); throttle filter nodes (drivers/throttle.py)
+# then join it by name.  Here the object is the group plus one reference,
+# held until throttle_group_obj_del().
+
+# property names without their "x-" or "limits." prefix -> (bucket, field)
+THROTTLE_GROUP_PROPERTIES = {
+    name[len("throttling."):]: (index, field)
+    for name, index, field in THROTTLE_OPTS_MAP
+}
+THROTTLE_GROUP_PROPERTIES["iops-size"] = (None, "op_size")
+
+throttle_group_objects: dict[str, ThrottleState] = {}
+
+
+def throttle_group_exists(name: str) -> bool:
+    with throttle_groups_lock:
+        return any(tg.name == name for tg in throttle_groups)
+
+
+def _parse_group_property(key: str, value: object, errp: Errp
+                          ) -> Optional[int]:
+    """An integer property value as 7.2's visitors read it: "x-" ones are
+    uint64 (and must fit an int64), "limits." ones int64."""
+    text = str(value).strip()
+    try:
+        number = int(text, 10)
+    except ValueError:
+        number = None
+    if number is not None and key.startswith("x-"):
+        if number >= 1 << 64:
+            number = None
+        elif number < 0 or number >= 1 << 63:
+            error_setg(errp, "Property values cannot be negative")
+            return None
+    elif number is not None and not -(1 << 63) <= number < 1 << 63:
+        number = None
+    if number is None:
+        error_setg(errp, "Parameter '%s' expects integer", key)
+    return number
+
+
+def throttle_group_obj_add(id: str, props: dict, errp: Errp) -> bool:
+    """Create the group `id` from the properties of ``--object
+    throttle-group`` (keys without "qom-type" and "id"), with the installed
+    QEMU's checks and messages."""
+    if id in throttle_group_objects:
+        error_setg(errp, "attempt to add duplicate property '%s' to object "
+                   "(type 'container')", id)
+        return False
+
+    cfg = ThrottleConfig()
+    for key, value in props.items():
+        if key.startswith("x-"):
+            name = key[len("x-"):]
+        elif key.startswith("limits."):
+            name = key[len("limits."):]
+        elif key == "limits":
+            error_setg(errp, "Invalid parameter type for 'limits', "
+                       "expected: object")
+            return False
+        else:
+            name = None
+        if name not in THROTTLE_GROUP_PROPERTIES:
+            error_setg(errp, "Parameter '%s' is unexpected", key)
+            return False
+        number = _parse_group_property(key, value, errp)
+        if number is None:
+            return False
+        index, field = THROTTLE_GROUP_PROPERTIES[name]
+        if field == "burst_length":
+            if number < 0:              # an int64 stored as unsigned
+                number &= UINT_MAX
+            if number > UINT_MAX:
+                error_setg(errp, "%s value must be in the range [0, %d]",
+                           key if key.startswith("x-") else name, UINT_MAX)
+                return False
+        if index is None:
+            cfg.op_size = number
+        else:
+            setattr(cfg.buckets[index], field, number)
+
+    if not check_throttle_config(cfg, errp):
+        return False
+    if throttle_group_exists(id):
+        error_setg(errp, "A group with this name already exists")
+        return False
+
+    ts = throttle_group_incref(id)
+    # No member, so no timers to cancel yet: what throttle_config() does
+    # to the state, with the clock the members will use.
+    ts.cfg.assign(cfg)
+    for bkt in ts.cfg.buckets:
+        throttle_fix_bucket(bkt)
+    ts.previous_leak = qemu_clock_get_ns(throttle_group_clock_type())
+    throttle_group_objects[id] = ts
+    return True
+
+
+def throttle_group_obj_del(id: str) -> None:
+    """Drop the object's reference; the group lives on while members use
+    it."""
+    throttle_group_unref(throttle_group_objects.pop(id))

@@ -9,13 +9,17 @@ loop runs what is ready, then warps the clock to the next timer.
 
 import pytest
 
+import drivers.throttle  # noqa: F401 (registers the driver)
 from block import core, io
 from block.block_int import BDRV_O_RDWR, BDRV_SECTOR_SIZE
 from block.throttle_groups import (blockdev_throttle_setup,
                                    check_throttle_config,
                                    extract_throttle_options,
+                                   throttle_group_exists,
                                    throttle_group_get_config,
-                                   throttle_group_get_name, throttle_groups)
+                                   throttle_group_get_name,
+                                   throttle_group_obj_add,
+                                   throttle_group_obj_del, throttle_groups)
 from util.aio import aio_poll, qemu_get_aio_context
 from util.coroutine import qemu_coroutine_create, qemu_coroutine_enter
 from util.error import error_abort
@@ -474,3 +478,151 @@ def test_blockdev_throttle_setup():
     blockdev_throttle_setup(bs, "g", ThrottleConfig(), "drive0")
     assert bs.throttle_state is None
     close(bs)
+
+
+# --- QEMU 7.2: the throttle-group object and the throttle filter ----------
+
+
+def open_filter(group: str, options: dict = None):
+    pbs = [None]
+    opts = {"driver": "throttle", "throttle-group": group,
+            "file.driver": "null-co", "file.size": "1G"}
+    opts.update(options or {})
+    assert core.bdrv_open(pbs, None, None, opts, BDRV_O_RDWR,
+                          error_abort) == 0
+    return pbs[0]
+
+
+@pytest.mark.parametrize("props,msg", [
+    # as the installed qemu-io says them for --object throttle-group,...
+    ({"x-bps-total": "100", "x-bps-read": "5"},
+     "bps/iops/max total values and read/write values cannot be used at "
+     "the same time"),
+    ({"x-bps-total-max": "100"},
+     "bps_max/iops_max require corresponding bps/iops values"),
+    ({"x-bps-total": "-1"}, "Property values cannot be negative"),
+    ({"x-iops-size": "-1"}, "Property values cannot be negative"),
+    ({"limits.iops-total": "-5"},
+     "bps/iops/max values must be within [0, 1000000000000000]"),
+    ({"x-bps-total": "2000000000000000"},
+     "bps/iops/max values must be within [0, 1000000000000000]"),
+    ({"x-iops-size": "512"}, "iops size requires an iops value to be set"),
+    ({"x-bps-total": "100", "x-bps-total-max": "50"},
+     "bps_max/iops_max cannot be lower than bps/iops"),
+    ({"x-iops-total-max-length": "0", "x-iops-total": "5"},
+     "the burst length cannot be 0"),
+    ({"limits.iops-total-max-length": "-1"},
+     "burst length set without burst rate"),
+    ({"limits.iops-total-max-length": "5000000000"},
+     "iops-total-max-length value must be in the range [0, 4294967295]"),
+    ({"x-iops-total": "5", "x-iops-total-max": "1000000000000",
+      "x-iops-total-max-length": "2000"},
+     "burst length too high for this burst rate"),
+    ({"x-bps-total": "abc"}, "Parameter 'x-bps-total' expects integer"),
+    ({"x-bps-total": "1.5"}, "Parameter 'x-bps-total' expects integer"),
+    ({"x-iops-total": "20000000000000000000"},
+     "Parameter 'x-iops-total' expects integer"),
+    ({"limits.iops-total": "1.5"},
+     "Parameter 'limits.iops-total' expects integer"),
+    ({"bps-total": "100"}, "Parameter 'bps-total' is unexpected"),
+    ({"limits.foo": "5"}, "Parameter 'limits.foo' is unexpected"),
+    ({"limits": "5"}, "Invalid parameter type for 'limits', expected: object"),
+])
+def test_group_object_refused(props, msg):
+    errp = [None]
+    assert not throttle_group_obj_add("g", props, errp)
+    assert errp[0].msg == msg
+    assert not throttle_groups
+
+
+def test_group_object_duplicate():
+    assert throttle_group_obj_add("g", {"x-iops-total": "5"}, error_abort)
+    errp = [None]
+    assert not throttle_group_obj_add("g", {}, errp)
+    assert errp[0].msg == ("attempt to add duplicate property 'g' to object "
+                           "(type 'container')")
+    throttle_group_obj_del("g")
+
+
+@pytest.mark.parametrize("options,msg", [
+    ({"throttle-group": ""}, "Please specify a throttle group"),
+    ({"throttle-group": "nope"}, "Throttle group 'nope' does not exist"),
+])
+def test_filter_refused(options, msg):
+    opts = {"driver": "throttle", "file.driver": "null-co"}
+    opts.update(options)
+    if not opts["throttle-group"]:
+        del opts["throttle-group"]
+    errp = [None]
+    assert core.bdrv_open([None], None, None, opts, BDRV_O_RDWR, errp) < 0
+    assert errp[0].msg == msg
+
+
+@pytest.mark.parametrize("props", [{"x-iops-total": "25"},
+                                   {"limits.iops-total": "25"}])
+def test_filter_rate(props):
+    assert throttle_group_obj_add("obj", props, error_abort)
+    bs = open_filter("obj")
+    t0 = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)
+    st = Stream(bs, False, SIZE, 40).start()
+    run([st])
+    check_rate(st.times, t0, 1, 25, 2.5)
+    close(bs)
+    # the group outlives its members while the object holds it
+    assert throttle_group_exists("obj")
+    throttle_group_obj_del("obj")
+    assert not throttle_group_exists("obj")
+
+
+def test_filter_nodes_share_group():
+    """Two throttle nodes in one group, under raw format nodes: round robin
+    as for -drive groups."""
+    assert throttle_group_obj_add("pair", {"x-bps-read": str(1 << 20)},
+                                  error_abort)
+    bss = []
+    for _ in range(2):
+        pbs = [None]
+        assert core.bdrv_open(
+            pbs, None, None,
+            {"driver": "raw", "file.driver": "throttle",
+             "file.throttle-group": "pair", "file.file.driver": "null-co",
+             "file.file.size": "1G"}, BDRV_O_RDWR, error_abort) == 0
+        bss.append(pbs[0])
+    assert bss[0].throttle_state is None
+    assert bss[0].file.bs.throttle_state is bss[1].file.bs.throttle_state
+    t0 = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)
+    streams = [Stream(bs, False, SIZE, 100) for bs in bss]
+    for st in streams:
+        st.start()
+    run(streams)
+    times = sorted(streams[0].times + streams[1].times)
+    check_rate(times, t0, SIZE, 1 << 20, (1 << 20) / 10)
+    end = min(st.times[-1] for st in streams)
+    shares = [sum(1 for t in st.times if t0 < t <= end) for st in streams]
+    assert abs(shares[0] - shares[1]) <= 1, shares
+    close(*bss)
+    throttle_group_obj_del("pair")
+
+
+def test_filter_drain_from_above():
+    """Draining the raw node above a throttle node does not wait for the
+    throttle timers."""
+    assert throttle_group_obj_add("below", {"x-iops-write": "5"},
+                                  error_abort)
+    pbs = [None]
+    assert core.bdrv_open(
+        pbs, None, None,
+        {"driver": "raw", "file.driver": "throttle",
+         "file.throttle-group": "below", "file.file.driver": "null-co"},
+        BDRV_O_RDWR, error_abort) == 0
+    bs = pbs[0]
+    streams = [Stream(bs, True, SIZE, 1) for _ in range(10)]
+    for st in streams:
+        st.start()
+    assert sum(st.done for st in streams) == 1     # a burst of 0.5 + 1
+    t = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)
+    io.bdrv_drain(bs)
+    assert all(st.done for st in streams)
+    assert qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) == t
+    close(bs)
+    throttle_group_obj_del("below")
