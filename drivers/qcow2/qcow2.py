@@ -1716,26 +1716,34 @@ def qcow2_co_discard(bs, sector_num: int, nb_sectors: int) -> int:
     return ret
 
 
-def qcow2_truncate(bs, offset: int) -> int:
+def qcow2_truncate(bs, offset: int, prealloc: str, errp: Errp) -> int:
+    """Grow the image to offset bytes.  The block layer's callback takes
+    QEMU 7.2's prealloc and errp; like 2.5, only prealloc "off" works, and
+    the messages are 7.2's where it has the same error."""
     s = bs.opaque
 
+    if prealloc != "off":
+        error_setg(errp, "Unsupported preallocation mode '%s'", prealloc)
+        return -errno.ENOTSUP
+
     if offset & 511:
-        error_report("The new size must be a multiple of 512")
+        error_setg(errp, "The new size must be a multiple of 512")
         return -errno.EINVAL
 
     # cannot proceed if image has snapshots
     if s.nb_snapshots:
-        error_report("Can't resize an image which has snapshots")
+        error_setg(errp, "Can't resize an image which has snapshots")
         return -errno.ENOTSUP
 
     # shrinking is currently not supported
     if offset < bs.total_sectors * 512:
-        error_report("qcow2 doesn't support shrinking images yet")
+        error_setg(errp, "qcow2 doesn't support shrinking images yet")
         return -errno.ENOTSUP
 
     new_l1_size = size_to_l1(s, offset)
     ret = cluster.qcow2_grow_l1_table(bs, new_l1_size, True)
     if ret < 0:
+        error_setg_errno(errp, -ret, "Failed to grow the L1 table")
         return ret
 
     # write updated header.size
@@ -1743,6 +1751,7 @@ def qcow2_truncate(bs, offset: int) -> int:
     ret = io.bdrv_pwrite_sync(bs.file.bs, QCOW_HEADER_OFFSETOF["size"],
                               data, len(data))
     if ret < 0:
+        error_setg_errno(errp, -ret, "Failed to update the image size")
         return ret
 
     s.l1_vm_state_index = new_l1_size
