@@ -20,7 +20,7 @@ import sys
 from typing import Optional
 
 from block import block_backend as bb
-from block import io
+from block import core, io
 from block import qemu_io_cmds
 from block import trace
 from block.block_int import (BDRV_O_ALLOW_RDWR, BDRV_O_COPY_ON_READ,
@@ -33,10 +33,11 @@ from block.qemu_io_cmds import (CMD_FLAG_GLOBAL, CMD_NOFILE_OK, cmdinfo_t,
                                 qemuio_command, qemuio_command_usage)
 from util.aio import aio_set_fd_handler, qemu_get_aio_context
 from util.cutils import (Getopt, c_stdout, fflush_stdout, no_argument,
-                         option, printf, required_argument)
+                         option, printf, qemu_strtoi64, required_argument)
 from util.main_loop import main_loop_wait
-from util.qemu_error import (error_init, error_report, error_reportf_err,
-                             g_get_prgname, warn_report)
+from util.error import Errp, error_append_hint, error_setg
+from util.qemu_error import (error_init, error_report, error_report_err,
+                             error_reportf_err, g_get_prgname, warn_report)
 from util.qemu_option import QemuOptsList
 
 PROGNAME = 'qemu-io'
@@ -400,20 +401,23 @@ def trace_init_file() -> None:
 
 # --- --object (QEMU's qom/object_interfaces.c, the types qemu-io needs) ------
 
-# The properties of the user-creatable types: name -> type ('int', 'str',
-# or a tuple of the accepted strings).
-_THROTTLE_GROUP_PROPS = {'limits': 'ThrottleLimits'}
+# The properties of the user-creatable types and their QAPI types.
+_THROTTLE_GROUP_PROPS = {'limits': 'ThrottleLimits', 'x-iops-size': 'int'}
 for _what in ('bps', 'iops'):
     for _dir in ('total', 'read', 'write'):
-        _THROTTLE_GROUP_PROPS['x-%s-%s' % (_what, _dir)] = 'int'
-        _THROTTLE_GROUP_PROPS['x-%s-%s-max' % (_what, _dir)] = 'int'
-        _THROTTLE_GROUP_PROPS['x-%s-%s-max-length' % (_what, _dir)] = 'int'
-_THROTTLE_GROUP_PROPS['x-iops-size'] = 'int'
+        for _suffix in ('', '-max', '-max-length'):
+            _THROTTLE_GROUP_PROPS['x-%s-%s%s' % (_what, _dir, _suffix)] = 'int'
+# the members of ThrottleLimits (limits.<member>)
+_THROTTLE_LIMITS = tuple(
+    '%s-%s%s' % (what, dir, suffix) for what in ('bps', 'iops')
+    for dir in ('total', 'read', 'write')
+    for suffix in ('', '-max', '-max-length')) + ('iops-size',)
 
 USER_CREATABLE_TYPES = {
     'throttle-group': _THROTTLE_GROUP_PROPS,
-    'secret': {'data': 'str', 'file': 'str',
-               'format': ('raw', 'base64'), 'iv': 'str', 'keyid': 'str'},
+    'secret': {'data': 'string', 'file': 'string',
+               'format': 'QCryptoSecretFormat', 'iv': 'string',
+               'keyid': 'string'},
 }
 
 # id -> (qom-type, properties): the objects made by --object, for the parts
@@ -421,26 +425,48 @@ USER_CREATABLE_TYPES = {
 user_creatable_objects: dict[str, tuple[str, dict]] = {}
 
 
-def _object_props_check(qom_type: str, props: dict) -> bool:
-    """Type-check the properties (keyval's visitor); False after a message."""
-    known = USER_CREATABLE_TYPES[qom_type]
-    for key, value in props.items():
-        top = key.split('.', 1)[0]
-        kind = known.get(top)
-        if kind is None:
-            error_report("Parameter '%s' is unexpected", key)
-            return False
-        if kind == 'int' and not isinstance(value, int):
-            try:
-                props[key] = int(value, 0)
-            except (TypeError, ValueError):
-                error_report("Parameter '%s' expects integer", key)
-                return False
-        elif isinstance(kind, tuple) and value not in kind:
-            error_report("Parameter '%s' does not accept value '%s'", key,
-                         value)
-            return False
-    return True
+def keyval_parse(params: str, implied_key: str, errp: Errp) -> Optional[dict]:
+    """"key=value,..." (',,' escapes a comma; a first value without a key
+    belongs to implied_key; "help" asks for help) as a flat dict, the
+    subset of util/keyval.c that --object needs."""
+    qdict: dict = {}
+    i = 0
+    first = True
+    while i < len(params):
+        j = i
+        while j < len(params) and params[j] not in '=,':
+            j += 1
+        key = params[i:j]
+        if first and key and (j == len(params) or params[j] == ','):
+            # the implied key's value ends at the first comma
+            qdict[implied_key] = key
+            i = j + 1
+            first = False
+            continue
+        if key == 'help' and (j == len(params) or params[j] == ','):
+            qdict['help'] = True
+            i = j + 1
+            first = False
+            continue
+        elif not key:
+            error_setg(errp, "Invalid parameter ''")
+            return None
+        elif j == len(params) or params[j] != '=':
+            error_setg(errp, "Expected '=' after parameter '%s'", key)
+            return None
+        value = []
+        j += 1
+        while j < len(params):
+            if params[j] == ',':
+                if params[j + 1:j + 2] != ',':
+                    break
+                j += 1
+            value.append(params[j])
+            j += 1
+        qdict[key] = ''.join(value)
+        i = j + 1
+        first = False
+    return qdict
 
 
 def user_creatable_print_help(qom_type: Optional[str]) -> None:
@@ -450,58 +476,103 @@ def user_creatable_print_help(qom_type: Optional[str]) -> None:
             printf("  %s\n", name)
         return
     printf("%s options:\n", qom_type)
-    for prop, kind in sorted(USER_CREATABLE_TYPES[qom_type].items()):
-        if isinstance(kind, tuple):
-            kind = 'QCryptoSecretFormat'
-        printf("  %s=<%s>\n", prop, kind)
+    for line in sorted('%s=<%s>' % item
+                       for item in USER_CREATABLE_TYPES[qom_type].items()):
+        printf("  %s\n", line)
+
+
+def user_creatable_add_qapi(props: dict, errp: Errp) -> None:
+    """Check and record the object props describes (keyval's visitor and
+    the type's property setters)."""
+    qom_type = props.pop('qom-type', None)
+    if qom_type is None:
+        error_setg(errp, "Parameter 'qom-type' is missing")
+        return
+    known = USER_CREATABLE_TYPES.get(qom_type)
+    if known is None:
+        error_setg(errp, "Parameter 'qom-type' does not accept value '%s'",
+                   qom_type)
+        return
+    obj_id = props.pop('id', None)
+    if obj_id is None:
+        error_setg(errp, "Parameter 'id' is missing")
+        return
+    if not core.id_wellformed(obj_id):
+        error_setg(errp, "Parameter 'id' expects an identifier")
+        error_append_hint(errp, "Identifiers consist of letters, digits, "
+                          "'-', '.', '_', starting with a letter.\n")
+        return
+    for key, value in props.items():
+        top, dot, member = key.partition('.')
+        kind = known.get(top)
+        if kind == 'ThrottleLimits' and member in _THROTTLE_LIMITS:
+            kind = 'int'
+        elif dot or kind is None or kind == 'ThrottleLimits':
+            error_setg(errp, "Parameter '%s' is unexpected", key)
+            return
+        if kind == 'int':
+            if isinstance(value, str):
+                err, value = qemu_strtoi64(value, None, 0)
+                if err:
+                    error_setg(errp, "Parameter '%s' expects integer", key)
+                    return
+            if value < 0:
+                error_setg(errp, "Property values cannot be negative")
+                return
+            props[key] = value
+        elif kind == 'QCryptoSecretFormat' and value not in ('raw', 'base64'):
+            error_setg(errp, "Parameter '%s' does not accept value '%s'",
+                       key, value)
+            return
+    if qom_type == 'secret':
+        if 'data' not in props and 'file' not in props:
+            error_setg(errp, "Either 'file' or 'data' must be provided")
+            return
+        if 'file' in props:
+            # g_file_get_contents and its message
+            try:
+                with open(props['file'], 'rb') as f:
+                    props['data'] = f.read()
+            except OSError as e:
+                error_setg(errp, "Unable to read %s: Failed to open file "
+                           "\u201c%s\u201d: %s", props['file'], props['file'],
+                           os.strerror(e.errno))
+                return
+    if obj_id in user_creatable_objects:
+        error_setg(errp, "attempt to add duplicate property '%s' to object "
+                   "(type 'container')", obj_id)
+        return
+    user_creatable_objects[obj_id] = (qom_type, props)
 
 
 def user_creatable_process_cmdline(optarg: str) -> None:
     """Create the object described by optarg ("type,id=x,prop=v,..." or
-    JSON); exits after a message if it is invalid."""
+    JSON); print the help it asks for, or exit after a message if it is
+    invalid."""
+    local_err = [None]
     if optarg.startswith('{'):
         try:
             props = json.loads(optarg)
         except ValueError as e:
             error_report("JSON parse error, %s", e)
             sys.exit(1)
-        qom_type = props.pop('qom-type', None)
     else:
-        from util.qemu_option import qemu_opts_create, qemu_opts_do_parse
-        lst = QemuOptsList("object", [], implied_opt_name="qom-type")
-        qopts = qemu_opts_create(lst)
-        local_err = [None]
-        qemu_opts_do_parse(qopts, optarg, "qom-type", local_err)
-        if local_err[0]:
-            error_report("%s", local_err[0].msg)
+        props = keyval_parse(optarg, 'qom-type', local_err)
+        if props is None:
+            error_report_err(local_err[0])
             sys.exit(1)
-        props = {opt.name: opt.str for opt in qopts.head}
-        qom_type = props.pop('qom-type', None)
-        if qom_type == 'help' or (qom_type is None and 'help' in props):
+        qom_type = props.get('qom-type')
+        if qom_type == 'help':
             user_creatable_print_help(None)
             sys.exit(0)
-        if 'help' in props and qom_type in USER_CREATABLE_TYPES:
-            user_creatable_print_help(qom_type)
+        if props.pop('help', False):
+            user_creatable_print_help(qom_type if qom_type in
+                                      USER_CREATABLE_TYPES else None)
             sys.exit(0)
-
-    if qom_type is None:
-        error_report("Parameter 'qom-type' is missing")
+    user_creatable_add_qapi(props, local_err)
+    if local_err[0]:
+        error_report_err(local_err[0])
         sys.exit(1)
-    if qom_type not in USER_CREATABLE_TYPES:
-        error_report("Parameter 'qom-type' does not accept value '%s'",
-                     qom_type)
-        sys.exit(1)
-    obj_id = props.pop('id', None)
-    if obj_id is None:
-        error_report("Parameter 'id' is missing")
-        sys.exit(1)
-    if not _object_props_check(qom_type, props):
-        sys.exit(1)
-    if obj_id in user_creatable_objects:
-        error_report("attempt to add duplicate property '%s' to object "
-                     "(type 'container')", obj_id)
-        sys.exit(1)
-    user_creatable_objects[obj_id] = (qom_type, props)
 
 
 # --- main --------------------------------------------------------------------

@@ -90,6 +90,8 @@ def qemuio_add_command(ci: cmdinfo_t) -> None:
     # a command needing permissions needs a file, so it can't be GLOBAL or
     # NOFILE_OK (7.2 asserts this too)
     assert ci.perm == 0 or (ci.flags & (CMD_FLAG_GLOBAL | CMD_NOFILE_OK)) == 0
+    if ci in cmdtab:
+        return      # main() run again in the same process
     cmdtab.append(ci)
     cmdtab.sort(key=lambda ct: ct.name.encode())
 

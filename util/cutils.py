@@ -8,7 +8,8 @@ they accept, in their messages and in when output reaches the file
 descriptor, so the libc behaviour is reproduced here once:
 
 - strtoull, strtol, strtod: (value, end index, errno), as glibc computes them.
-- qemu_strtou64, qemu_strtod, qemu_strtod_finite, qemu_strtosz (7.2's rules:
+- qemu_strtoi64, qemu_strtou64, qemu_strtod, qemu_strtod_finite,
+  qemu_strtosz (7.2's rules:
   fractions with a suffix, hex, 64-bit range, the hex-suffix warning).
 - Getopt: glibc's getopt/getopt_long, argument permutation and messages.
 - CFile, c_stdout, printf, fflush: a FILE with glibc's buffering, so that
@@ -193,6 +194,13 @@ def check_strtox_error(nptr: str, ep: int, endptr: Optional[list],
     if endptr is None and ep < len(nptr):
         return -errno.EINVAL
     return -libc_errno
+
+
+def qemu_strtoi64(nptr: str, endptr: Optional[list],
+                  base: int) -> tuple[int, int]:
+    """(ret, value): strtoll with QEMU's error convention."""
+    value, ep, err = strtol(nptr, base)
+    return check_strtox_error(nptr, ep, endptr, err), value
 
 
 def qemu_strtou64(nptr: str, endptr: Optional[list],
@@ -425,7 +433,9 @@ class Getopt:
         while k < len(args):
             word = args[k]
             if word == '--':
-                self._settle(opts, nonopts, args[k + 1:])
+                # glibc moves the '--' before the operands met so far and
+                # leaves optind after it
+                self._settle(opts + ['--'], nonopts, args[k + 1:])
                 return
             if not word.startswith('-') or word == '-':
                 if not self.permute:
