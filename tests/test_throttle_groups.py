@@ -10,7 +10,7 @@ loop runs what is ready, then warps the clock to the next timer.
 import pytest
 
 import drivers.throttle  # noqa: F401 (registers the driver)
-from block import core, io
+from block import block_backend, core, io
 from block.block_int import BDRV_O_RDWR, BDRV_SECTOR_SIZE
 from block.throttle_groups import (blockdev_throttle_setup,
                                    check_throttle_config,
@@ -355,6 +355,44 @@ def test_drain_bypasses_throttling():
     assert not st.done
     run([st])
     assert st.times[0] > t
+    close(bs)
+
+
+def test_drain_all_bypasses_throttling():
+    # bdrv_drain_all() visits the nodes of BlockBackends (bdrv_next)
+    blks = [block_backend.blk_new_open("drive%d" % i, None, None,
+                                       {"driver": "null-co"}, BDRV_O_RDWR,
+                                       error_abort) for i in range(2)]
+    bs1, bs2 = (blk.bs for blk in blks)
+    limits("all", bs1, bs2, bps_write=(4096, 0))
+    streams = [Stream(bs, True, SIZE, 1) for bs in (bs1, bs2)
+               for _ in range(5)]
+    for st in streams:
+        st.start()
+    assert sum(st.done for st in streams) == 1
+    t = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)
+    io.bdrv_drain_all()
+    assert all(st.done for st in streams)
+    assert qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) == t
+    for blk in blks:
+        block_backend.blk_unref(blk)
+
+
+def test_no_throttling_section():
+    """Between bdrv_no_throttling_begin and _end requests are accounted but
+    never wait; after it, the bucket they filled makes the next one wait
+    for all of them."""
+    bs = open_null()
+    limits("section", bs, ops_read=(100, 0))
+    io.bdrv_no_throttling_begin(bs)
+    st = Stream(bs, False, SIZE, 50).start()
+    assert st.done
+    io.bdrv_no_throttling_end(bs)
+    t = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)
+    st = Stream(bs, False, SIZE, 1).start()
+    assert not st.done
+    run([st])
+    assert st.times[0] == t + (50 - 10) * NANOSECONDS_PER_SECOND // 100
     close(bs)
 
 
