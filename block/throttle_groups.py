@@ -40,9 +40,8 @@ from util.throttle import (THROTTLE_BPS_READ, THROTTLE_BPS_TOTAL,
                            throttle_account, throttle_config,
                            throttle_conflicting, throttle_enabled,
                            throttle_fix_bucket, throttle_get_config,
-                           throttle_init,
-                           throttle_schedule_timer, throttle_timers_destroy,
-                           throttle_timers_init)
+                           throttle_init, throttle_schedule_timer,
+                           throttle_timers_destroy, throttle_timers_init)
 from util.timer import (QEMU_CLOCK_REALTIME, QEMU_CLOCK_VIRTUAL,
                         qemu_clock_get_ns, qemu_clock_is_external,
                         timer_mod, timer_pending)
