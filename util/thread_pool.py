@@ -11,8 +11,10 @@ walking every request in flight for THREAD_DONE ones (pool.head still holds
 them all, as C's list does).  An exception raised by func is a programming
 error: it is re-raised from the completion bottom half, in the context's
 thread (where C would have crashed), instead of killing the worker and
-leaving the request hanging.  And a new worker is started when the idle
-ones are fewer than the queued requests (see thread_pool_submit_aio).
+leaving the request hanging.  A new worker is started when the idle ones
+are fewer than the queued requests (see thread_pool_submit_aio).  And in
+deterministic mode (util/deterministic.py) there are no workers: func runs
+when the request is submitted.
 """
 
 import errno
@@ -20,6 +22,7 @@ import threading
 from collections import deque
 from typing import Any, Callable, Optional
 
+from util import deterministic
 from util.aio import (AIOCBInfo, AioContext, BlockAIOCB, BlockCompletionFunc,
                       aio_bh_new, qemu_bh_delete, qemu_bh_schedule,
                       qemu_get_aio_context)
@@ -93,13 +96,7 @@ def worker_thread(pool: ThreadPool) -> None:
         req.state = THREAD_ACTIVE
         lock.release()
 
-        try:
-            ret = req.func(req.arg)
-        except BaseException as exc:    # see the module comment
-            req.exc = exc
-            ret = -errno.EIO
-        req.ret = ret
-        req.state = THREAD_DONE
+        thread_pool_run_req(req)
 
         lock.acquire()
         pool.done.append(req)
@@ -108,6 +105,16 @@ def worker_thread(pool: ThreadPool) -> None:
     pool.cur_threads -= 1
     pool.worker_stopped.notify()
     lock.release()
+
+
+def thread_pool_run_req(req: ThreadPoolElement) -> None:
+    try:
+        ret = req.func(req.arg)
+    except BaseException as exc:    # see the module comment
+        req.exc = exc
+        ret = -errno.EIO
+    req.ret = ret
+    req.state = THREAD_DONE
 
 
 def do_spawn_thread(pool: ThreadPool) -> None:
@@ -193,6 +200,15 @@ def thread_pool_submit_aio(pool: ThreadPool, func: ThreadPoolFunc, arg: Any,
     req.pool = pool
 
     pool.head[req] = None
+
+    if deterministic.deterministic_enabled():
+        # No worker threads: the work runs now, at this instant of the
+        # virtual clock, and completes from the bottom half as usual.
+        req.state = THREAD_ACTIVE
+        thread_pool_run_req(req)
+        pool.done.append(req)
+        qemu_bh_schedule(pool.completion_bh)
+        return req
 
     with pool.lock:
         # C spawns when idle_threads == 0, relying on a woken worker to

@@ -50,12 +50,15 @@ False).  With warp_when_idle=True it instead warps the clock to the next
 deadline when nothing else is ready and runs the timers that expired -- the
 behaviour of QEMU's "-icount sleep=off": synchronous wrappers such as
 bdrv_read() then finish in simulated time without waiting for the host.
-Only aio_poll() warps.  main_loop_wait() does not sleep for such timers
+Only aio_poll() warps.  Deterministic mode (util/deterministic.py,
+PYQEMU_DETERMINISTIC=1) links the three clocks so that they move as one:
+setting or warping any of them moves all.  main_loop_wait() does not sleep for such timers
 either, but never warps; a context attached to asyncio (which cannot tell
 when the whole program is idle) arms nothing for them and is woken up when
 the clock is moved.
 """
 
+import os
 import threading
 import time
 from typing import Any, Callable, List, Optional
@@ -528,12 +531,24 @@ def qemu_clock_is_external(type: int) -> bool:
     return qemu_clocks[type].external
 
 
+# Clocks that move as one (util/deterministic.py links every clock to the
+# virtual one): setting, stepping or warping one of them moves all of them
+# by the same amount.  Empty unless set there.
+qemu_clocks_linked: tuple = ()
+
+
+def qemu_clock_group(type: int) -> tuple:
+    return qemu_clocks_linked if type in qemu_clocks_linked else (type,)
+
+
 def qemu_clock_set_ns(type: int, ns: int) -> None:
     clock = qemu_clocks[type]
     assert clock.external, "qemu_clock_set_ns: the clock is not external"
     assert ns >= clock.external_ns, "qemu_clock_set_ns: time goes backwards"
-    clock.external_ns = ns
-    qemu_clock_notify(type)
+    delta = ns - clock.external_ns
+    for t in qemu_clock_group(type):
+        qemu_clocks[t].external_ns += delta
+        qemu_clock_notify(t)
 
 
 def qemu_clock_step_ns(type: int, delta: int) -> None:
@@ -542,17 +557,26 @@ def qemu_clock_step_ns(type: int, delta: int) -> None:
 
 
 def qemu_clock_warp(type: int) -> int:
-    """Move an external clock to its earliest timer deadline.  Returns the
-    ns moved, 0 if a timer has already expired, -1 if no timer is pending
-    (or the clock is not external: then, as in QEMU without icount, warping
-    does nothing)."""
+    """Move an external clock (and the clocks linked to it) to the
+    earliest timer deadline among them.  Returns the ns moved, 0 if a timer
+    has already expired, -1 if no timer is pending (or the clock is not
+    external: then, as in QEMU without icount, warping does nothing)."""
     clock = qemu_clocks[type]
     if not clock.external:
         return -1
-    deadline = qemu_clock_deadline_ns_all(type)
+    deadline = -1
+    for t in qemu_clock_group(type):
+        deadline = qemu_soonest_timeout(deadline,
+                                        qemu_clock_deadline_ns_all(t))
     if deadline > 0:
         qemu_clock_set_ns(type, clock.external_ns + deadline)
     return deadline
 
 
 init_clocks()
+
+# PYQEMU_DETERMINISTIC=1: every clock virtual from the start (imported last,
+# so that util.deterministic finds this module complete).
+if os.environ.get("PYQEMU_DETERMINISTIC", "") not in ("", "0"):
+    from util.deterministic import deterministic_enable
+    deterministic_enable()
