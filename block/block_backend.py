@@ -37,7 +37,7 @@ INT64_MAX = (1 << 63) - 1
 
 class BlockBackend:
     __slots__ = ('name', 'refcnt', 'bs', 'dev', 'guest_block_size', 'stats',
-                 'enable_write_cache')
+                 'enable_write_cache', 'recorder')
 
     def __init__(self, name: str):
         self.name = name
@@ -48,6 +48,9 @@ class BlockBackend:
         self.stats = BlockAcctStats()   # "info blockstats"
         # off: writethrough, every write is sent with BDRV_REQ_FUA
         self.enable_write_cache = True
+        # block/trace_record.py: told of every request that passed the
+        # checks (begin() before, end() of its result after)
+        self.recorder = None
 
 
 class BlockBackendAIOCB(BlockAIOCB):
@@ -226,7 +229,10 @@ def blk_co_preadv(blk: BlockBackend, offset: int, nbytes: int,
     ret = blk_check_byte_request(blk, offset, nbytes)
     if ret < 0:
         return ret
-    return io.bdrv_co_do_preadv(blk.bs, offset, nbytes, qiov, flags)
+    rec = blk.recorder and blk.recorder.begin('read', offset, nbytes, flags,
+                                              qiov)
+    ret = io.bdrv_co_do_preadv(blk.bs, offset, nbytes, qiov, flags)
+    return rec.end(ret) if rec else ret
 
 
 def blk_co_pwritev(blk: BlockBackend, offset: int, nbytes: int,
@@ -240,7 +246,10 @@ def blk_co_pwritev(blk: BlockBackend, offset: int, nbytes: int,
     if not blk.enable_write_cache:
         flags |= BDRV_REQ_FUA
 
-    return io.bdrv_co_do_pwritev(blk.bs, offset, nbytes, qiov, flags)
+    rec = blk.recorder and blk.recorder.begin('write', offset, nbytes, flags,
+                                              qiov)
+    ret = io.bdrv_co_do_pwritev(blk.bs, offset, nbytes, qiov, flags)
+    return rec.end(ret) if rec else ret
 
 
 class BlkRwCo:
@@ -498,6 +507,8 @@ def blk_aio_pwritev(blk: BlockBackend, offset: int, qiov: QEMUIOVector,
 def blk_aio_flush(blk: BlockBackend, cb, opaque) -> BlockAIOCB:
     if not blk_is_available(blk):
         return blk_abort_aio_request(blk, cb, opaque, -errno.ENOMEDIUM)
+    if blk.recorder:
+        cb, opaque = blk.recorder.begin('flush', 0, 0, 0, None).aio(cb, opaque)
     return io.bdrv_aio_flush(blk.bs, cb, opaque)
 
 
@@ -506,6 +517,10 @@ def blk_aio_discard(blk: BlockBackend, sector_num: int, nb_sectors: int, cb,
     ret = blk_check_request(blk, sector_num, nb_sectors)
     if ret < 0:
         return blk_abort_aio_request(blk, cb, opaque, ret)
+    if blk.recorder:
+        cb, opaque = blk.recorder.begin(
+            'discard', sector_num << BDRV_SECTOR_BITS,
+            nb_sectors << BDRV_SECTOR_BITS, 0, None).aio(cb, opaque)
     return io.bdrv_aio_discard(blk.bs, sector_num, nb_sectors, cb, opaque)
 
 
@@ -543,19 +558,27 @@ def blk_co_discard(blk: BlockBackend, sector_num: int,
     ret = blk_check_request(blk, sector_num, nb_sectors)
     if ret < 0:
         return ret
-    return io.bdrv_co_discard(blk.bs, sector_num, nb_sectors)
+    rec = blk.recorder and blk.recorder.begin(
+        'discard', sector_num << BDRV_SECTOR_BITS,
+        nb_sectors << BDRV_SECTOR_BITS, 0, None)
+    ret = io.bdrv_co_discard(blk.bs, sector_num, nb_sectors)
+    return rec.end(ret) if rec else ret
 
 
 def blk_co_flush(blk: BlockBackend) -> int:
     if not blk_is_available(blk):
         return -errno.ENOMEDIUM
-    return io.bdrv_co_flush(blk.bs)
+    rec = blk.recorder and blk.recorder.begin('flush', 0, 0, 0, None)
+    ret = io.bdrv_co_flush(blk.bs)
+    return rec.end(ret) if rec else ret
 
 
 def blk_flush(blk: BlockBackend) -> int:
     if not blk_is_available(blk):
         return -errno.ENOMEDIUM
-    return io.bdrv_flush(blk.bs)
+    rec = blk.recorder and blk.recorder.begin('flush', 0, 0, 0, None)
+    ret = io.bdrv_flush(blk.bs)
+    return rec.end(ret) if rec else ret
 
 
 def blk_flush_all() -> int:
@@ -693,7 +716,11 @@ def blk_discard(blk: BlockBackend, sector_num: int, nb_sectors: int) -> int:
     ret = blk_check_request(blk, sector_num, nb_sectors)
     if ret < 0:
         return ret
-    return io.bdrv_discard(blk.bs, sector_num, nb_sectors)
+    rec = blk.recorder and blk.recorder.begin(
+        'discard', sector_num << BDRV_SECTOR_BITS,
+        nb_sectors << BDRV_SECTOR_BITS, 0, None)
+    ret = io.bdrv_discard(blk.bs, sector_num, nb_sectors)
+    return rec.end(ret) if rec else ret
 
 
 def blk_pdiscard(blk: BlockBackend, offset: int, count: int) -> int:
@@ -703,11 +730,12 @@ def blk_pdiscard(blk: BlockBackend, offset: int, count: int) -> int:
     ret = blk_check_byte_request(blk, offset, count)
     if ret < 0:
         return ret
+    rec = blk.recorder and blk.recorder.begin('discard', offset, count, 0,
+                                              None)
     start = (offset + BDRV_SECTOR_SIZE - 1) >> BDRV_SECTOR_BITS
     end = (offset + count) >> BDRV_SECTOR_BITS
-    if end <= start:
-        return 0
-    return io.bdrv_discard(blk.bs, start, end - start)
+    ret = io.bdrv_discard(blk.bs, start, end - start) if end > start else 0
+    return rec.end(ret) if rec else ret
 
 
 def blk_save_vmstate(blk: BlockBackend, buf: Any, pos: int,
