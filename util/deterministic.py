@@ -40,9 +40,10 @@ from typing import Optional
 from util import timer
 from util.timer import (QEMU_CLOCK_HOST, QEMU_CLOCK_REALTIME,
                         QEMU_CLOCK_VIRTUAL, qemu_clock_deadline_ns_all,
-                        qemu_clock_get_ns, qemu_clock_ptr,
-                        qemu_clock_set_external, qemu_clock_set_ns,
-                        qemu_clock_warp, qemu_soonest_timeout)
+                        qemu_clock_get_ns, qemu_clock_notify,
+                        qemu_clock_ptr, qemu_clock_set_external,
+                        qemu_clock_set_ns, qemu_clock_warp,
+                        qemu_soonest_timeout)
 
 ENV_VAR = "PYQEMU_DETERMINISTIC"
 
@@ -53,6 +54,8 @@ HOST_START_NS = 1459468800 * 10**9
 CLOCKS = (QEMU_CLOCK_VIRTUAL, QEMU_CLOCK_REALTIME, QEMU_CLOCK_HOST)
 
 _enabled = False
+# the offsets of the clocks while they followed the host, for disable
+_host_offsets: dict = {}
 
 
 def deterministic_enabled() -> bool:
@@ -76,6 +79,7 @@ def deterministic_enable(start_ns: int = 0) -> None:
     # back here; nothing holds a deadline on them.
     for type in CLOCKS:
         clock = qemu_clock_ptr(type)
+        _host_offsets[type] = clock.offset
         clock.external_ns = start_ns + (HOST_START_NS
                                         if type == QEMU_CLOCK_HOST else 0)
         clock.warp_when_idle = True
@@ -85,9 +89,10 @@ def deterministic_enable(start_ns: int = 0) -> None:
 
 
 def deterministic_disable() -> None:
-    """Leave deterministic mode: the clocks follow the host again from the
-    readings they have (so they never go back), the thread pool uses its
-    workers again."""
+    """Leave deterministic mode: the thread pool uses its workers again,
+    QEMU_CLOCK_VIRTUAL follows the host from the reading it has (so it
+    never goes back), and QEMU_CLOCK_REALTIME and QEMU_CLOCK_HOST read the
+    host clocks again (they jump; their timers run early or late)."""
     global _enabled
     if not _enabled:
         return
@@ -95,6 +100,9 @@ def deterministic_disable() -> None:
     timer.qemu_clocks_linked = ()
     for type in CLOCKS:
         qemu_clock_set_external(type, False)
+        if type != QEMU_CLOCK_VIRTUAL:
+            qemu_clock_ptr(type).offset = _host_offsets[type]
+            qemu_clock_notify(type)
 
 
 def deterministic_now_ns() -> int:
