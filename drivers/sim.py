@@ -3,7 +3,7 @@ virtual clock after a modelled service time.  Not a QEMU driver; it plays
 the part of ``file`` under a format (raw, qcow2) for simulators:
 
     {"driver": "qcow2",
-     "file": {"driver": "sim", "filename": "vm1.qcow2", "overlay": true,
+     "file": {"driver": "sim", "path": "vm1.qcow2", "overlay": true,
               "disk": "ssd0", "channels": 4, "latency-ns": 100000,
               "bandwidth": "500M"}}
 
@@ -33,8 +33,8 @@ ENOSPC, or a number; default EIO), drawn from the node's own generator
 with EIO, every write covering byte 0 with ENOSPC and every flush.  A
 failed request still takes its service time and changes no data.
 
-Data.  Without a filename the data lives in memory, sparse, in chunks of
-64 KiB (what was never written reads as zeroes).  With a filename it is
+Data.  Without a path the data lives in memory, sparse, in chunks of
+64 KiB (what was never written reads as zeroes).  With a path it is
 read from and written to that file (with overlay=on only read: writes stay
 in memory, the file is left as it was).  size is the initial length
 (default: the file's, or 1 GiB); as a file would, the disk grows when
@@ -191,7 +191,7 @@ class BDRVSimState:
 
 
 runtime_opts = QemuOptsList('sim', [
-    QemuOptDesc('filename', QEMU_OPT_STRING,
+    QemuOptDesc('path', QEMU_OPT_STRING,
                 'file holding the data (default: in memory)'),
     QemuOptDesc('overlay', QEMU_OPT_BOOL,
                 'keep writes in memory, leave the file unchanged'),
@@ -230,7 +230,7 @@ def sim_parse_filename(filename: str, options: dict, errp: Errp) -> None:
     if filename.startswith('sim:'):
         filename = filename[len('sim:'):]
     if filename:
-        options['filename'] = filename
+        options['path'] = filename
 
 
 def _parse_errno(value: str, errp: Errp) -> int:
@@ -374,20 +374,20 @@ def sim_file_open(bs, options: dict, flags: int, errp: Errp) -> int:
         return -errno.EINVAL
     s.faults = faults
 
-    filename = qemu_opt_get(opts, 'filename')
+    path = qemu_opt_get(opts, 'path')
     s.overlay = qemu_opt_get_bool(opts, 'overlay', False)
-    if s.overlay and not filename:
-        error_setg(errp, 'overlay=on needs a filename')
+    if s.overlay and not path:
+        error_setg(errp, 'overlay=on needs a path')
         return -errno.EINVAL
     size = qemu_opt_get_size(opts, BLOCK_OPT_SIZE, -1)
-    if filename:
+    if path:
         writable = flags & BDRV_O_RDWR and not s.overlay
         try:
-            s.fd = os.open(filename, (os.O_RDWR if writable else os.O_RDONLY)
+            s.fd = os.open(path, (os.O_RDWR if writable else os.O_RDONLY)
                            | os.O_CLOEXEC)
             file_size = os.fstat(s.fd).st_size
         except OSError as e:
-            error_setg_errno(errp, e.errno, "Could not open '%s'", filename)
+            error_setg_errno(errp, e.errno, "Could not open '%s'", path)
             sim_close(bs)
             return -e.errno
         if size < 0:

@@ -191,7 +191,7 @@ def run_workload(template: str, raw_file: str, seed: int) -> str:
     images = {
         'qcow2-sim': open_image({
             'driver': 'qcow2',
-            'file': {'driver': 'sim', 'filename': template, 'overlay': True,
+            'file': {'driver': 'sim', 'path': template, 'overlay': True,
                      'disk': 'd0', 'channels': 3, 'latency-ns': 80000,
                      'latency-dist': 'normal', 'latency-jitter-ns': 30000,
                      'bandwidth': 200 << 20, 'seed': 7, 'log': True}}),
