@@ -28,9 +28,14 @@ writes the byte id & 0xff).
 Replaying.  trace_replay(blk, entries) runs the requests of a trace
 against any BlockBackend (any driver stack).  mode="timed" submits each
 request at its recorded submit time (relative to the first) and lets them
-run concurrently, as recorded; mode="serial" runs them one after the other
-in the order they completed, which reproduces the final image of the
-recording whatever the stack's timing.
+run concurrently, as recorded.  A request due at the instant another one
+completes is submitted from that completion, as a program that waited for
+it would have: then a replay on the same stack, in deterministic mode,
+repeats the recording event for event (a trace does not say who issued a
+request, so a program that issued it otherwise at that very instant may
+see the events of the instant in another order).  mode="serial" runs them one
+after the other in the order they completed, which reproduces the final
+image of the recording whatever the stack's timing.
 
 qemu-io.  trace_to_qemu_io() writes the trace as a qemu-io script, in
 completion order (each command waits for the previous one, like the serial
@@ -317,6 +322,11 @@ def trace_replay(target: Any, entries: List[TraceEntry], mode: str = 'timed',
         result.ret = req.ret
         result.complete_ns = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)
         pending[0] -= 1
+        if mode == 'timed':
+            # a request due now was most likely issued by whoever waited
+            # for this one: submit it here, as that caller did, before
+            # the other events of this instant
+            submit_due(None)
 
     def submit(entry: TraceEntry) -> None:
         result = ReplayResult(entry, qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL))
@@ -339,15 +349,15 @@ def trace_replay(target: Any, entries: List[TraceEntry], mode: str = 'timed',
     state = {'next': 0}
 
     def submit_due(opaque: Any) -> None:
-        # every request due now, then the timer for the next one
+        # every request due now, then the timer for the next one; a
+        # request may complete inside submit() and call us again
         now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)
-        i = state['next']
-        while i < len(todo) and base + todo[i].submit_ns <= now:
-            submit(todo[i])
-            i += 1
-        state['next'] = i
-        if i < len(todo):
-            timer_mod_ns(timer, base + todo[i].submit_ns)
+        while (state['next'] < len(todo) and
+               base + todo[state['next']].submit_ns <= now):
+            state['next'] += 1
+            submit(todo[state['next'] - 1])
+        if state['next'] < len(todo):
+            timer_mod_ns(timer, base + todo[state['next']].submit_ns)
 
     timer = aio_timer_new(ctx, QEMU_CLOCK_VIRTUAL, SCALE_NS, submit_due, None)
     submit_due(None)
