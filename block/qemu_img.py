@@ -2271,6 +2271,7 @@ def img_map(argv: list) -> int:
     length = bb.blk_getlength(blk)
     if length < 0:
         error_report("Failed to get size for '%s'", filename)
+        bb.blk_unref(blk)
         return 1
     if max_length != -1:
         length = min(start_offset + max_length, length)
