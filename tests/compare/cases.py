@@ -374,7 +374,7 @@ CASES = [
     Case("bd_align", RAW, "",
          ["open -o driver=raw,file.align=4k blkdebug::t.raw", "write -P 1 1k 1k", "read -P 0 0 1k",
           "read -P 1 1k 1k", "write -P 2 4095 2", "read -P 2 4095 2", "read -P 0 4097 100", "writev -P 3 8k 1 511",
-          "read -P 3 8k 512", "write -z 12k 1k", "discard 16k 1k", "length", "info", "map", "close"]),
+          "read -P 3 8k 512", "write -z 12k 1k", "discard 16k 4k", "length", "info", "map", "close"]),
     Case("bd_align_errors", RAW, "",
          ["open -o driver=raw,file.align=3 blkdebug::t.raw", "open -o driver=raw,file.align=0 blkdebug::t.raw",
           "open -o driver=raw,file.align=2G blkdebug::t.raw", "open -o driver=raw,file.align=x blkdebug::t.raw",

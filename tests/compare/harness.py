@@ -115,15 +115,16 @@ _PROG_RE = re.compile(r"^(?:py)?qemu-io: ", re.M)
 
 
 def filter_output(text: str, test_dir: str, drop: str | None = None) -> str:
-    if drop is not None:
-        text = "".join(line for line in text.splitlines(keepends=True)
-                       if not re.search(drop, line))
     text = text.replace("\r", "")
     text = _TIMING_RE.sub(_TIMING_SUB, text)
     text = _CFLAG_RE.sub(_CFLAG_SUB, text)
     text = text.replace("qemu-io> ", "")
     text = _PROG_RE.sub("QEMU_IO_PROG: ", text)
-    return text.replace(test_dir, "TEST_DIR")
+    text = text.replace(test_dir, "TEST_DIR")
+    if drop is not None:
+        text = "".join(line for line in text.splitlines(keepends=True)
+                       if not re.search(drop, line))
+    return text
 
 
 def _start(argv: Sequence[str], cwd: str,
