@@ -11,8 +11,11 @@ user or for safety:
   entries (named even when the image has no feature table), a compression
   type other than zlib, and encryption of any kind (2.5's AES support needs
   a cipher this port does not have);
+- creation takes compat=v2/v3 too, and words its errors as 7.2;
 - write_zeroes honours BDRV_REQ_MAY_UNMAP (freeing the clusters, as QEMU
   2.10 does);
+- discard on a version 2 image with a backing file does nothing, rather
+  than expose the backing file's data (QEMU 5.0);
 - bdrv_get_specific_info also reports compression-type and extended-l2,
   which 7.2's qemu-img info prints.
 """
@@ -1634,18 +1637,21 @@ def qcow2_create(filename: str, opts, errp: Errp) -> int:
     elif buf in PreallocMode_lookup:
         prealloc = PreallocMode_lookup.index(buf)
     else:
-        error_setg(errp, "Invalid parameter '%s'", buf)
+        error_setg(errp, "Parameter 'preallocation' does not accept value "
+                   "'%s'", buf)
         return -errno.EINVAL
 
+    # 7.2 also takes its own names v2 and v3, and words the error so
     buf = qemu_opt_get_del(opts, BLOCK_OPT_COMPAT_LEVEL)
     if not buf:
         pass    # keep the default
-    elif buf == "0.10":
+    elif buf in ("0.10", "v2"):
         version = 2
-    elif buf == "1.1":
+    elif buf in ("1.1", "v3"):
         version = 3
     else:
-        error_setg(errp, "Invalid compatibility level: '%s'", buf)
+        error_setg(errp, "Parameter 'version' does not accept value '%s'",
+                   buf)
         return -errno.EINVAL
 
     if qemu_opt_get_bool_del(opts, BLOCK_OPT_LAZY_REFCOUNTS, False):
@@ -1658,7 +1664,7 @@ def qcow2_create(filename: str, opts, errp: Errp) -> int:
 
     if version < 3 and (flags & BLOCK_FLAG_LAZY_REFCOUNTS):
         error_setg(errp, "Lazy refcounts only supported with compatibility "
-                   "level 1.1 and above (use compat=1.1 or greater)")
+                   "level 1.1 and above (use version=v3 or greater)")
         return -errno.EINVAL
 
     refcount_bits = qemu_opt_get_number_del(opts, BLOCK_OPT_REFCOUNT_BITS,
@@ -1671,7 +1677,7 @@ def qcow2_create(filename: str, opts, errp: Errp) -> int:
 
     if version < 3 and refcount_bits != 16:
         error_setg(errp, "Different refcount widths than 16 bits require "
-                   "compatibility level 1.1 or above (use compat=1.1 or "
+                   "compatibility level 1.1 or above (use version=v3 or "
                    "greater)")
         return -errno.EINVAL
 
@@ -1707,6 +1713,11 @@ def qcow2_co_write_zeroes(bs, sector_num: int, nb_sectors: int,
 @coroutine_fn
 def qcow2_co_discard(bs, sector_num: int, nb_sectors: int) -> int:
     s = bs.opaque
+
+    # Without QCOW_OFLAG_ZERO (v2), a discarded cluster would show stale
+    # data of the backing file: refuse, as QEMU does since 5.0
+    if s.qcow_version < 3 and bs.backing:
+        return -errno.ENOTSUP
 
     qemu_co_mutex_lock(s.lock)
     ret = cluster.qcow2_discard_clusters(bs, sector_num << BDRV_SECTOR_BITS,
