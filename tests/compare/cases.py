@@ -84,6 +84,12 @@ CASES = [
     Case("prog_stdin", RAW, R, ["write -P 8 0 512", "read -P 8 0 512", "length"], stdin=True),
     Case("prog_stdin_quit", RAW, R, ["write -P 8 0 512", "quit", "read 0 512"], stdin=True),
     Case("prog_exit_status", RAW, R, ["read 2M 1", "read 0 1"]),
+    Case("prog_object", RAW, "--object secret,id=sec0,data=x -f raw t.raw", ["length"]),
+    Case("prog_object_bad", RAW, "--object bogus,id=x -f raw t.raw", ["length"]),
+    Case("prog_object_duplicate", RAW, "--object secret,id=s,data=x --object secret,id=s,data=y -f raw t.raw",
+         ["length"]),
+    Case("prog_version", NONE, "-V", diverges="version"),
+    Case("prog_trace", RAW, "-T bdrv_co_* -f raw t.raw", ["write 0 1"], diverges="trace-events"),
 
     # --- help, quit, sleep, abort, sigraise, unknown commands -------------
     Case("help_all", NONE, "", ["help"]),
@@ -109,7 +115,7 @@ CASES = [
     Case("read_dump", RAW_DATA, R, ["read -v 60k 8k", "read -v 1 33", "read -v 64k 17"]),
     Case("read_C", RAW_DATA, R, ["read -C 0 4k", "read -C -q 0 4k", "read -q 0 4k"]),
     Case("read_b", RAW_DATA, R, ["read -b 0 512", "read -b -P 0 0 512"]),
-    Case("read_p", RAW_DATA, R, ["read -p 0 512", "read -p -P 0x5a 0 512"]),
+    Case("read_p", RAW_DATA, R, ["read -p 0 512", "read -p -P 0x5a 0 512", "read -a 0 512"]),
     Case("read_unaligned", RAW_DATA, R,
          ["read -P 0x5a 1 3", "read -P 0x5a 511 2", "read 65535 2", "read -P 0x5a 4095 4098", "read -v 65530 12"]),
     Case("read_past_end", RAW_DATA, R, ["read 1M 1", "read 1023k 2k", "read 1M 0", "read 2M 512", "read 1048575 1"]),
