@@ -24,7 +24,7 @@ BUILTIN_DRIVERS = ('drivers.raw_posix', 'drivers.raw_bsd', 'drivers.null')
 
 # in QEMU's link order; a module not (yet) in the tree is skipped
 DRIVER_MODULES = ('raw_bsd', 'qcow2', 'null', 'blkdebug', 'blkverify',
-                  'raw_posix', 'sim')
+                  'raw_posix', 'throttle', 'sim')
 
 bdrv_drivers: list = []
 _initialized = False
