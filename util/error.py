@@ -80,12 +80,6 @@ def error_propagate(dst_errp: Errp, local_err: Optional[Error]) -> None:
     dst_errp[0] = local_err
 
 
-def error_prepend(errp: Errp, fmt: str, *args) -> None:
-    if errp is None or errp[0] is None:
-        return
-    errp[0].msg = (fmt % args if args else fmt) + errp[0].msg
-
-
 def error_append_hint(errp: Errp, fmt: str, *args) -> None:
     if errp is None or errp[0] is None:
         return

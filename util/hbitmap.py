@@ -4,7 +4,7 @@ QEMU keeps a tree of unsigned longs so that iteration skips empty regions in
 O(log n).  Here a single flat bytearray holds the bottom level (one bit per
 group of 2**granularity items) and the skipping is done by bytes.lstrip(),
 which runs at C speed; the observable behaviour (granularity rounding, count,
-get, truncate, merge, iteration order) is the one of the C code.
+get, truncate, iteration order) is the one of the C code.
 """
 
 from __future__ import annotations
@@ -71,10 +71,6 @@ def hbitmap_alloc(size: int, granularity: int) -> HBitmap:
     return HBitmap(size, granularity)
 
 
-def hbitmap_empty(hb: HBitmap) -> bool:
-    return hb.count == 0
-
-
 def hbitmap_granularity(hb: HBitmap) -> int:
     return hb.granularity
 
@@ -108,10 +104,6 @@ def hbitmap_get(hb: HBitmap, item: int) -> bool:
     return bool(hb.bits[pos >> 3] & (1 << (pos & 7)))
 
 
-def hbitmap_free(hb: HBitmap) -> None:
-    hb.bits = bytearray()
-
-
 def hbitmap_truncate(hb: HBitmap, size: int) -> None:
     num_elements = size
     size = (size + (1 << hb.granularity) - 1) >> hb.granularity
@@ -132,19 +124,6 @@ def hbitmap_truncate(hb: HBitmap, size: int) -> None:
         del hb.bits[nbytes:]
     else:
         hb.bits.extend(bytes(nbytes - len(hb.bits)))
-
-
-def hbitmap_merge(a: HBitmap, b: HBitmap) -> bool:
-    """a |= b; False if sizes or granularities differ."""
-    if a.size != b.size or a.granularity != b.granularity:
-        return False
-    if b.count == 0:
-        return True
-    merged = (int.from_bytes(a.bits, 'little') |
-              int.from_bytes(b.bits, 'little'))
-    a.bits = bytearray(merged.to_bytes(len(a.bits), 'little'))
-    a.count = merged.bit_count()
-    return True
 
 
 def hbitmap_iter_init(hbi: HBitmapIter, hb: HBitmap, first: int) -> None:

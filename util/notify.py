@@ -42,10 +42,6 @@ class NotifierWithReturnList:
         self.notifiers: list = []
 
 
-def notifier_list_init(lst: NotifierList) -> None:
-    lst.notifiers = []
-
-
 def notifier_list_add(lst: NotifierList, notifier: Notifier) -> None:
     # QLIST_INSERT_HEAD: the newest notifier runs first
     lst.notifiers.insert(0, notifier)
@@ -61,10 +57,6 @@ def notifier_list_notify(lst: NotifierList, data: Any) -> None:
     # a copy, so that a notifier may remove itself (QLIST_FOREACH_SAFE)
     for notifier in list(lst.notifiers):
         notifier.notify(notifier, data)
-
-
-def notifier_with_return_list_init(lst: NotifierWithReturnList) -> None:
-    lst.notifiers = []
 
 
 def notifier_with_return_list_add(lst: NotifierWithReturnList,

@@ -245,11 +245,6 @@ def qemu_opt_set(opts: QemuOpts, name: str, value: str, errp: Errp) -> None:
     opt_set(opts, name, value, False, errp)
 
 
-def qemu_opt_set_bool(opts: QemuOpts, name: str, val: bool,
-                      errp: Errp) -> None:
-    opt_set(opts, name, 'on' if val else 'off', False, errp)
-
-
 def qemu_opt_set_number(opts: QemuOpts, name: str, val: int,
                         errp: Errp) -> None:
     opt_set(opts, name, str(val), False, errp)
