@@ -16,11 +16,12 @@ import pytest
 import drivers
 from block import block_backend, core, io
 from block.block_int import (BDRV_O_ALLOW_RDWR, BDRV_O_COPY_ON_READ,
-                             BDRV_O_NOCACHE, BDRV_O_NO_FLUSH,
+                             BDRV_O_NOCACHE, BDRV_O_NO_BACKING,
+                             BDRV_O_NO_FLUSH,
                              BDRV_O_PROTOCOL, BDRV_O_RDWR, BDRV_O_SNAPSHOT,
                              BDRV_O_UNMAP, BLKDBG_READ_AIO,
                              BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP,
-                             BlockDriverInfo)
+                             BlockDriver, BlockDriverInfo)
 from util.aio import aio_context_new, qemu_get_aio_context
 from util.hbitmap import HBitmapIter, hbitmap_iter_next
 from util.notify import Notifier, NotifierWithReturn
@@ -766,3 +767,106 @@ def test_flatten_json_options():
     assert options == {'driver': 'raw', 'file.driver': 'file',
                        'file.filename': 'a', 'n': 1, 'b': True, 'l.0': 1,
                        'l.1.x': 2}
+
+
+# --- backing files ------------------------------------------------------------
+
+class BackedFormat(BlockDriver):
+    """A test format: sector 0 holds b'BKNG' and the backing file name; all
+    reads come from the backing file."""
+    format_name = 'backed-test'
+    supports_backing = True
+
+    @staticmethod
+    def bdrv_probe(buf, buf_size, filename):
+        return 100 if buf[:4] == b'BKNG' else 0
+
+    @staticmethod
+    def bdrv_open(bs, options, flags, errp):
+        buf = bytearray(512)
+        ret = io.bdrv_pread(bs.file.bs, 0, buf, 512)
+        if ret < 0:
+            return ret
+        bs.backing_file = bytes(buf[4:]).rstrip(b'\0').decode()
+        return 0
+
+    @staticmethod
+    def bdrv_close(bs):
+        pass
+
+    @staticmethod
+    def bdrv_getlength(bs):
+        return MiB
+
+    @staticmethod
+    def bdrv_co_readv(bs, sector_num, nb_sectors, qiov):
+        return io.bdrv_co_readv(bs.backing.bs, sector_num, nb_sectors, qiov)
+
+
+@pytest.fixture
+def backed_format():
+    drv = BackedFormat()
+    drivers.bdrv_register(drv)
+    yield drv
+    drivers.bdrv_drivers.remove(drv)
+
+
+def write_backed(path, backing):
+    with open(path, 'wb') as f:
+        f.write(b'BKNG' + backing.encode())
+        f.truncate(4096)
+
+
+def test_backing_file_opened(img, tmp_path, backed_format):
+    top = str(tmp_path / 'top.img')
+    write_backed(top, 'test.raw')       # relative to the image
+    bs = open_ok(top, flags=BDRV_O_RDWR)
+    assert core.bdrv_get_format_name(bs) == 'backed-test'
+    base = core.backing_bs(bs)
+    assert base.filename == img
+    assert core.bdrv_get_format_name(base) == 'raw'
+    assert core.bdrv_is_read_only(base)
+    assert bs.backing_file == img and bs.backing_format == 'raw'
+    assert base.inherits_from is bs
+    assert core.bdrv_chain_contains(bs, base)
+    assert not core.bdrv_chain_contains(base, bs)
+    assert core.bdrv_has_zero_init(bs) == 0
+    assert pread(bs, 512 * 5, 2) == b'\5\5'
+    core.bdrv_unref(bs)
+    assert base.refcnt == 0
+
+
+def test_backing_options(img, tmp_path, backed_format, capfd):
+    top = str(tmp_path / 'top.img')
+    write_backed(top, img)
+    bs = open_ok(top, {'backing.driver': 'raw', 'backing.node-name': 'b'})
+    assert core.bdrv_find_node('b') is core.backing_bs(bs)
+    assert not core.backing_bs(bs).probed
+    core.bdrv_unref(bs)
+
+    # backing='' opens no backing file
+    bs = open_ok(top, {'backing': ''})
+    assert bs.backing is None and bs.open_flags & BDRV_O_NO_BACKING
+    core.bdrv_unref(bs)
+    capfd.readouterr()
+
+
+def test_backing_file_missing(tmp_path, backed_format):
+    top = str(tmp_path / 'top.img')
+    write_backed(top, 'missing.raw')
+    ret, bs, msg = bdrv_open(top)
+    assert (ret, bs) == (-errno.EINVAL, None)
+    assert msg == "Could not open backing file: Could not open '%s': No " \
+        "such file or directory" % (tmp_path / 'missing.raw')
+
+
+def test_backing_file_unsupported(img, tmp_path):
+    pbs = [None]
+    assert core.bdrv_open(pbs, img, None, {'driver': 'raw'}, BDRV_O_RDWR,
+                          None) == 0
+    bs = pbs[0]
+    bs.backing_file = 'x'
+    errp = [None]
+    assert core.bdrv_open_backing_file(bs, None, errp) == -errno.EINVAL
+    assert errp[0].msg == "Driver doesn't support backing files"
+    core.bdrv_unref(bs)
