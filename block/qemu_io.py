@@ -681,6 +681,11 @@ def qemu_io_main(argv: list[str]) -> int:
         error_report("--image-opts and -f are mutually exclusive")
         return 1
 
+    # qemu_init_main_loop(): QEMU blocks these signals and reads them from a
+    # signalfd, so raising one of them does not end the program
+    signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGUSR1, signal.SIGIO,
+                                              signal.SIGALRM, signal.SIGBUS))
+
     trace_init_file()
 
     # initialize commands
