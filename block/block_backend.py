@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno
 from typing import Any, Optional
 
-from block import core, io
+from block import core, io, throttle_groups
 from block.accounting import BlockAcctStats
 from block.block_int import (BDRV_REQ_FUA, BDRV_REQ_ZERO_WRITE,
                              BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE, INT_MAX,
@@ -104,7 +104,18 @@ def blk_new_open(name: str, filename: Optional[str],
                  reference: Optional[str], options: Optional[dict],
                  flags: int, errp: Errp) -> Optional[BlockBackend]:
     """blk_new_with_bs() and bdrv_open() of its node; the options belong to
-    the block layer afterwards, also on failure."""
+    the block layer afterwards, also on failure.
+
+    The ``throttling.*`` options are taken here, as QEMU's blockdev_init()
+    takes them for -drive, so that every way of opening an image (the
+    Python API, the front, pyqemu-io --image-opts and open -o) accepts
+    them; the group defaults to the backend's name."""
+    throttling = (None, None)
+    if options:
+        throttling = throttle_groups.extract_throttle_options(options, errp)
+        if throttling is None:
+            return None
+
     blk = blk_new_with_bs(name, errp)
     if not blk:
         return None
@@ -114,6 +125,9 @@ def blk_new_open(name: str, filename: Optional[str],
     if ret < 0:
         blk_unref(blk)
         return None
+    group, cfg = throttling
+    if cfg is not None:
+        throttle_groups.blockdev_throttle_setup(blk.bs, group, cfg, name)
     return blk
 
 
