@@ -33,6 +33,9 @@ def rule(section: str, **keys: str) -> str:
 
 # The 4k-aligned blkdebug image of iotest 077, opened by the first command.
 OPEN_077 = "open -o driver=raw,file.align=4k blkdebug::t.raw"
+# The iotest lets requests in flight settle with "sleep 100"; the cases wait
+# longer, so that pyqemu-io gets there too on a loaded machine.
+SETTLE = "sleep 300"
 # Where blkdebug's "Suspended" line falls depends on thread timing in QEMU:
 # iotest 077 deletes these lines, and so do its cases here.
 SUSPENDED = r"^blkdebug: Suspended request"
@@ -411,7 +414,7 @@ CASES = [
          ["break pwritev A", "remove_break A", "write -P 1 0 4k", "read -P 1 0 4k"]),
     Case("bd_break_two_tags", RAW, BD,
          ["break pwritev A", "aio_write -P 1 0 4k", "wait_break A", "break pwritev B", "aio_write -P 2 8k 4k",
-          "wait_break B", "resume B", "sleep 100", "resume A", "aio_flush", "read -P 1 0 4k",
+          "wait_break B", "resume B", SETTLE, "resume A", "aio_flush", "read -P 1 0 4k",
           "read -P 2 8k 4k"]),
     Case("bd_break_same_tag", RAW, BD,
          ["break pwritev A", "break pwritev_done A", "aio_write -P 1 0 4k", "wait_break A", "resume A",
@@ -427,7 +430,7 @@ CASES = [
     # --- iotest 077: concurrent read-modify-write on a 4k-aligned image ----------------------------
     *[Case(f"iotest077_sequential_{ev}", RAW_128M, "",
            [OPEN_077, f"break pwritev_rmw_{ev} A", "aio_write -P 10 0x1200 0x200", "wait_break A",
-            "aio_write -P 11 0x1400 0x200", "sleep 100", "resume A", "aio_flush",
+            "aio_write -P 11 0x1400 0x200", SETTLE, "resume A", "aio_flush",
             "read -P 0 0x1000 0x200", "read -P 10 0x1200 0x200", "read -P 11 0x1400 0x200",
             "read -P 0 0x1600 0xa00"], drop=SUSPENDED)
       for ev in ("head", "after_head", "tail", "after_tail")],
@@ -437,7 +440,7 @@ CASES = [
     Case("iotest077_chained", RAW_128M, "",
          [OPEN_077, "break pwritev_rmw_after_tail A", "aio_write -P 10 0x5000 0x200", "wait_break A",
           *[f"aio_write -P {p} {0x5000 + 0x200 * (p - 10):#x} 0x200" for p in range(11, 18)],
-          "sleep 100", "resume A", "aio_flush",
+          SETTLE, "resume A", "aio_flush",
           *[f"read -P {p} {0x5000 + 0x200 * (p - 10):#x} 0x200" for p in range(10, 18)]], drop=SUSPENDED),
     *[Case(f"iotest077_overlap_{n}", RAW_128M, "",
            [OPEN_077, *cmds, "read -P 10 0x6000 0x200", "read -P 0 0x6200 0x600", "read -P 11 0x6800 0x1000",
@@ -445,28 +448,28 @@ CASES = [
       for n, cmds in enumerate([
           ["break pwritev_rmw_after_tail A", "aio_write -P 10 0x6000 0x200", "wait_break A",
            "break pwritev_rmw_after_head B", "aio_write -P 10 0x7e00 0x200", "wait_break B",
-           "aio_write -P 11 0x6800 0x1000", "resume A", "sleep 100", "resume B", "aio_flush"],
+           "aio_write -P 11 0x6800 0x1000", "resume A", SETTLE, "resume B", "aio_flush"],
           ["break pwritev_rmw_after_tail A", "aio_write -P 10 0x6000 0x200", "wait_break A",
            "break pwritev_rmw_after_head B", "aio_write -P 10 0x7e00 0x200", "wait_break B",
-           "aio_write -P 11 0x6800 0x1000", "resume B", "sleep 100", "resume A", "aio_flush"],
+           "aio_write -P 11 0x6800 0x1000", "resume B", SETTLE, "resume A", "aio_flush"],
           ["break pwritev_rmw_after_tail A", "aio_write -P 10 0x6000 0x200", "wait_break A",
            "aio_write -P 11 0x6800 0x1000", "break pwritev_rmw_after_head B", "aio_write -P 10 0x7e00 0x200",
-           "wait_break B", "resume A", "sleep 100", "resume B", "aio_flush"],
+           "wait_break B", "resume A", SETTLE, "resume B", "aio_flush"],
           ["break pwritev_rmw_after_tail A", "aio_write -P 10 0x6000 0x200", "wait_break A",
            "aio_write -P 11 0x6800 0x1000", "break pwritev_rmw_after_head B", "aio_write -P 10 0x7e00 0x200",
-           "wait_break B", "resume B", "sleep 100", "resume A", "aio_flush"]], 1)],
+           "wait_break B", "resume B", SETTLE, "resume A", "aio_flush"]], 1)],
     Case("iotest077_tail_only", RAW_128M, "",
          [OPEN_077, "break pwritev_rmw_after_tail A", "aio_write -P 10 0xe000 0x1800", "wait_break A",
-          "aio_write -P 11 0xf000 0xc00", "sleep 100", "resume A", "aio_flush",
+          "aio_write -P 11 0xf000 0xc00", SETTLE, "resume A", "aio_flush",
           "read -P 10 0xe000 0x1000", "read -P 11 0xf800 0x400", "read -P 0 0xfc00 0x400"], drop=SUSPENDED),
     Case("iotest077_pwritev_done", RAW_128M, "",
          [OPEN_077, "break pwritev A", "aio_write -P 10 0x10000 0x800", "wait_break A",
           "break pwritev_rmw_after_tail B", "aio_write -P 11 0x10000 0x400", "break pwritev_done C", "resume A",
-          "wait_break C", "resume C", "sleep 100", "wait_break B", "resume B", "aio_flush",
+          "wait_break C", "resume C", SETTLE, "wait_break B", "resume B", "aio_flush",
           "read -P 11 0x10000 0x400", "read -P 10 0x10400 0x400"], drop=SUSPENDED),
     Case("iotest077_pwritev_overlap", RAW_128M, "",
          [OPEN_077, "break pwritev A", "aio_write -P 10 0x11000 0x800", "wait_break A",
-          "aio_write -P 11 0x11000 0x1000", "sleep 100", "resume A", "aio_flush", "read -P 11 0x11000 0x1000"],
+          "aio_write -P 11 0x11000 0x1000", SETTLE, "resume A", "aio_flush", "read -P 11 0x11000 0x1000"],
          drop=SUSPENDED),
 ]
 
