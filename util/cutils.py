@@ -29,7 +29,7 @@ import stat
 import sys
 from typing import Optional, Sequence
 
-from util.qemu_error import warn_report
+from util.qemu_error import error_printf, warn_report
 
 ULLONG_MAX = (1 << 64) - 1
 LONG_MAX = (1 << 63) - 1
@@ -585,5 +585,4 @@ def fflush_stdout() -> None:
 def c_stderr_write(text: str) -> None:
     """fprintf(stderr, ...): stderr is unbuffered, so each call is written at
     once (through sys.stderr, to stay in order with Python writers)."""
-    sys.stderr.write(text)
-    sys.stderr.flush()
+    error_printf('%s', text)

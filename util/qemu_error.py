@@ -27,8 +27,18 @@ def g_get_prgname() -> Optional[str]:
 
 
 def error_printf(fmt: str, *args) -> None:
-    sys.stderr.write(fmt % args if args else fmt)
-    sys.stderr.flush()
+    """fprintf(stderr, ...): written at once, as bytes (names that are not
+    UTF-8 come back as they were given)."""
+    text = fmt % args if args else fmt
+    err = sys.stderr
+    buf = getattr(err, 'buffer', None)
+    if buf is None:
+        err.write(text)
+        err.flush()
+        return
+    err.flush()
+    buf.write(text.encode('utf-8', 'surrogateescape'))
+    buf.flush()
 
 
 def print_loc() -> None:
