@@ -13,7 +13,7 @@ import pytest
 
 simpy = pytest.importorskip('simpy')
 
-from block import core, io  # noqa: E402
+from block import io  # noqa: E402
 from block.front import open_image  # noqa: E402
 from block.simpy_adapter import SimPyBlock  # noqa: E402
 from drivers import bdrv_iterate_format  # noqa: E402
