@@ -101,6 +101,13 @@ def throttle(img: Image, group: str, iops: int) -> None:
     io.bdrv_set_io_limits(img.bs, cfg)
 
 
+def vm(env: simpy.Environment, sb: SimPyBlock, img: Image,
+       result: VMResult, depth: int, **workload):
+    """A VM: `depth` workers keep that many requests in flight."""
+    yield env.all_of([env.process(vm_worker(env, sb, img, result, **workload))
+                      for _ in range(depth)])
+
+
 def vm_worker(env: simpy.Environment, sb: SimPyBlock, img: Image,
               result: VMResult, rng: random.Random, duration: float,
               requests: Optional[int], read_ratio: float,
@@ -161,12 +168,11 @@ def simulate(vms: int = 4, duration: float = 2.0,
             if i < throttled:
                 throttle(img, 'group0', group_iops)
             results.append(result)
-            rng = random.Random(seed + i)
-            data = bytes([0x41 + i]) * block_size
-            for _ in range(depth):
-                env.process(vm_worker(env, sb, img, result, rng, duration,
-                                      requests, read_ratio, block_size,
-                                      span, data))
+            env.process(vm(env, sb, img, result, depth,
+                           rng=random.Random(seed + i), duration=duration,
+                           requests=requests, read_ratio=read_ratio,
+                           block_size=block_size, span=span,
+                           data=bytes([0x41 + i]) * block_size))
         start = env.now
         env.run()
         elapsed = env.now - start
