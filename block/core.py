@@ -646,8 +646,9 @@ def bdrv_fill_options(options: dict, pfilename: list, pflags: list,
     else:
         pflags[0] &= ~BDRV_O_PROTOCOL
 
-    # the filename goes into the options of the protocol layer
-    if protocol and filename:
+    # the filename goes into the options of the protocol layer (as in C, an
+    # empty filename is still a filename)
+    if protocol and filename is not None:
         if 'filename' not in options:
             options['filename'] = filename
             parse_filename = True
@@ -659,7 +660,7 @@ def bdrv_fill_options(options: dict, pfilename: list, pflags: list,
     filename = qdict_get_try_str(options, 'filename')
 
     if not drvname and protocol:
-        if filename:
+        if filename is not None:
             drv = bdrv_find_protocol(filename, parse_filename, errp)
             if not drv:
                 return -errno.EINVAL
@@ -800,7 +801,8 @@ def bdrv_open_child(filename: Optional[str], options: dict, bdref_key: str,
 
     image_options = qdict_extract_subqdict(options, bdref_key + '.')
     reference = qdict_get_try_str(options, bdref_key)
-    if not filename and not reference and not image_options:
+    # An empty filename is a filename (the protocol layer refuses it).
+    if filename is None and not reference and not image_options:
         if not allow_none:
             error_setg(errp, 'A block device must be specified for "%s"',
                        bdref_key)
