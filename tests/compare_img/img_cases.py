@@ -1,0 +1,266 @@
+"""The qemu-img comparison cases: ImgCase(name, setup, args[, diverges]).
+
+The set-up runs with the real tools in both directories; then
+`qemu-img ARGS` runs against `pyqemu-img ARGS`.  See img_harness.py and
+README.rst; DIVERGENCES.rst explains every case with diverges=.
+"""
+
+import os
+import random
+import struct
+
+from img_harness import ImgCase
+
+# A raw file with holes: 2 MiB, data at 64k (64k of 0x01) and at 1M (4k of
+# 0x02), holes elsewhere.
+RAW = ("qemu-img create -f raw a.raw 2M",
+       "qemu-io -f raw -c 'write -P 1 64k 64k' -c 'write -P 2 1M 4k' a.raw")
+# The same data and another byte at 1.5M
+RAW_DIFF = RAW + ("qemu-img create -f raw d.raw 2M",
+                  "qemu-io -f raw -c 'write -P 1 64k 64k' "
+                  "-c 'write -P 2 1M 4k' -c 'write -P 9 1536k 512' d.raw")
+# A zeroed raw image of another size
+RAW_3M = RAW + ("qemu-img create -f raw e.raw 3M",)
+# qcow2 b (64 MiB, 64k of 0x03 at 0) and its overlay c (64k of 0x04 at 128k,
+# a zero cluster at 256k)
+QCOW2 = ("qemu-img create -f qcow2 b.qcow2 64M",
+         "qemu-io -f qcow2 -c 'write -P 3 0 64k' b.qcow2")
+CHAIN = QCOW2 + ("qemu-img create -f qcow2 -b b.qcow2 -F qcow2 c.qcow2",
+                 "qemu-io -f qcow2 -c 'write -P 4 128k 64k' "
+                 "-c 'write -z 256k 64k' c.qcow2")
+# compat=0.10 with 4k clusters, data spread out
+QCOW2_V2 = ("qemu-img create -f qcow2 -o compat=0.10,cluster_size=4k "
+            "v.qcow2 8M",
+            "qemu-io -f qcow2 -c 'write -P 5 0 12k' -c 'write -P 6 1M 3k' "
+            "-c 'write -P 7 7M 4k' v.qcow2")
+NONE = ()
+
+
+def noise(name: str, offset: int, length: int):
+    """A set-up step: length bytes that do not compress, at offset of
+    name."""
+    def step(cwd: str) -> None:
+        with open(os.path.join(cwd, name), "r+b") as f:
+            f.seek(offset)
+            f.write(random.Random(offset).randbytes(length))
+    return step
+
+
+# Data that compresses, and data that does not over a cluster boundary
+RAND = ("qemu-img create -f raw r.raw 1M",
+        "qemu-io -f raw -c 'write -P 8 0 96k' r.raw",
+        noise("r.raw", 100000, 40000))
+
+
+def leaked_clusters(name: str, count: int):
+    """A set-up step: mark count clusters past the end of qcow2 image name
+    (64k clusters) as used, so that check finds them leaked."""
+    def step(cwd: str) -> None:
+        path = os.path.join(cwd, name)
+        with open(path, "r+b") as f:
+            data = f.read()
+            reftable = struct.unpack(">Q", data[48:56])[0]
+            refblock = struct.unpack(">Q", data[reftable:reftable + 8])[0]
+            first = len(data) // 65536
+            for k in range(count):
+                f.seek(refblock + 2 * (first + k))
+                f.write(struct.pack(">H", 1))
+            f.seek(0, os.SEEK_END)
+            f.write(bytes(65536 * count))
+    return step
+
+
+def corrupted_refcount(name: str):
+    """A set-up step: zero the refcount of the last cluster of name (a data
+    cluster after a plain write), a corruption."""
+    def step(cwd: str) -> None:
+        path = os.path.join(cwd, name)
+        with open(path, "r+b") as f:
+            data = f.read()
+            reftable = struct.unpack(">Q", data[48:56])[0]
+            refblock = struct.unpack(">Q", data[reftable:reftable + 8])[0]
+            f.seek(refblock + 2 * (len(data) // 65536 - 1))
+            f.write(struct.pack(">H", 0))
+    return step
+
+
+LEAKY = ("qemu-img create -f qcow2 l.qcow2 1M",
+         "qemu-io -f qcow2 -c 'write -P 5 0 128k' l.qcow2",
+         leaked_clusters("l.qcow2", 2))
+CORRUPT = ("qemu-img create -f qcow2 k.qcow2 1M",
+           "qemu-io -f qcow2 -c 'write -P 5 0 128k' k.qcow2",
+           corrupted_refcount("k.qcow2"))
+
+# Entries of DIVERGENCES.rst
+QCOW2_CREATE_OPTS = "qcow2-create-options"
+RAW_CREATE_OPTS = "raw-create-options"
+IMG_CREATE_BACKING = "img-create-backing-format"
+NULL_ALLOCATED = "null-allocated-size"
+
+CASES = [
+    # --- the program --------------------------------------------------------
+    ImgCase("prog_no_args", NONE, ""),
+    ImgCase("prog_bad_command", NONE, "nosuch"),
+    ImgCase("prog_bad_option", NONE, "--bogus"),
+    ImgCase("prog_missing_trace_arg", NONE, "-T"),
+
+    # --- create -------------------------------------------------------------
+    ImgCase("create_raw", NONE, "create -f raw x.raw 1M"),
+    ImgCase("create_raw_default_fmt", NONE, "create x.raw 64k"),
+    ImgCase("create_raw_fraction", NONE, "create x.raw 1.5k"),
+    ImgCase("create_raw_hex", NONE, "create x.raw 0x10000"),
+    ImgCase("create_raw_size_option", NONE, "create -o size=2M x.raw"),
+    ImgCase("create_raw_prealloc_full", NONE,
+            "create -f raw -o preallocation=full x.raw 128k"),
+    ImgCase("create_raw_prealloc_falloc", NONE,
+            "create -o preallocation=falloc x.raw 128k"),
+    ImgCase("create_raw_quiet", NONE, "create -q x.raw 4M"),
+    ImgCase("create_raw_help", NONE, "create -o help"),
+    ImgCase("create_raw_help_file", NONE, "create -o help x.raw",
+            diverges=RAW_CREATE_OPTS),
+    ImgCase("create_raw_backing", RAW, "create -f raw -b a.raw z.raw"),
+    ImgCase("create_bad_size", NONE, "create x.raw 1Q"),
+    ImgCase("create_size_range", NONE, "create x.raw 20E"),
+    ImgCase("create_no_size", NONE, "create x.raw"),
+    ImgCase("create_bad_format", NONE, "create -f nosuch x.raw 1M"),
+    ImgCase("create_bad_option", NONE, "create -o nosuch=1 x.raw 1M"),
+    ImgCase("create_bad_option_list", NONE, "create -o ,x x.raw 1M"),
+    ImgCase("create_unknown_option", NONE, "create -z x.raw 1M"),
+    ImgCase("create_no_dir", NONE, "create nodir/x.raw 1M"),
+    ImgCase("create_qcow2", NONE, "create -f qcow2 x.qcow2 64M",
+            diverges=QCOW2_CREATE_OPTS),
+    ImgCase("create_qcow2_quiet", NONE, "create -q -f qcow2 x.qcow2 1G"),
+    ImgCase("create_qcow2_quiet_opts", NONE,
+            "create -q -f qcow2 -o cluster_size=4k,lazy_refcounts=on "
+            "x.qcow2 100M"),
+    ImgCase("create_qcow2_quiet_v2", NONE,
+            "create -q -f qcow2 -o compat=0.10 x.qcow2 10M"),
+    ImgCase("create_qcow2_quiet_prealloc", NONE,
+            "create -q -f qcow2 -o preallocation=metadata x.qcow2 2M"),
+    ImgCase("create_qcow2_quiet_backing", QCOW2,
+            "create -q -f qcow2 -b b.qcow2 -F qcow2 z.qcow2"),
+    ImgCase("create_qcow2_backing", QCOW2,
+            "create -f qcow2 -b b.qcow2 -F qcow2 z.qcow2",
+            diverges=QCOW2_CREATE_OPTS),
+    ImgCase("create_qcow2_backing_no_fmt", RAW,
+            "create -q -f qcow2 -b a.raw z.qcow2",
+            diverges=IMG_CREATE_BACKING),
+    ImgCase("create_qcow2_bad_cluster", NONE,
+            "create -q -f qcow2 -o cluster_size=1000 x.qcow2 1M"),
+    ImgCase("create_qcow2_help", NONE, "create -f qcow2 -o help",
+            diverges=QCOW2_CREATE_OPTS),
+
+    # --- info ---------------------------------------------------------------
+    ImgCase("info_raw", RAW, "info a.raw"),
+    ImgCase("info_raw_json", RAW, "info --output=json a.raw"),
+    ImgCase("info_raw_f", RAW, "info -f raw a.raw"),
+    ImgCase("info_qcow2", QCOW2, "info b.qcow2"),
+    ImgCase("info_qcow2_json", QCOW2, "info --output=json b.qcow2"),
+    ImgCase("info_backing", CHAIN, "info c.qcow2"),
+    ImgCase("info_backing_json", CHAIN, "info --output=json c.qcow2"),
+    ImgCase("info_chain", CHAIN, "info --backing-chain c.qcow2"),
+    ImgCase("info_chain_json", CHAIN,
+            "info --backing-chain --output=json c.qcow2"),
+    ImgCase("info_qcow2_v2", QCOW2_V2, "info v.qcow2"),
+    ImgCase("info_qcow2_v2_json", QCOW2_V2, "info --output=json v.qcow2"),
+    ImgCase("info_missing", NONE, "info nosuch.raw"),
+    ImgCase("info_wrong_format", RAW, "info -f qcow2 a.raw"),
+    ImgCase("info_bad_output", RAW, "info --output=xml a.raw"),
+    ImgCase("info_null", NONE, "info -f null-co null-co://",
+            diverges=NULL_ALLOCATED),
+
+    # --- map ------------------------------------------------------------------
+    ImgCase("map_raw", RAW, "map a.raw"),
+    ImgCase("map_raw_json", RAW, "map --output=json a.raw"),
+    ImgCase("map_raw_range", RAW,
+            "map --output=json --start-offset=64k --max-length=1M a.raw"),
+    ImgCase("map_qcow2", QCOW2, "map b.qcow2"),
+    ImgCase("map_backing", CHAIN, "map c.qcow2"),
+    ImgCase("map_backing_json", CHAIN, "map --output=json c.qcow2"),
+    ImgCase("map_v2_json", QCOW2_V2, "map --output=json -f qcow2 v.qcow2"),
+    ImgCase("map_null_json", NONE, "map --output=json null-co://"),
+
+    # --- check ----------------------------------------------------------------
+    ImgCase("check_qcow2", CHAIN, "check c.qcow2"),
+    ImgCase("check_qcow2_json", CHAIN, "check --output=json c.qcow2"),
+    ImgCase("check_qcow2_quiet", CHAIN, "check -q c.qcow2"),
+    ImgCase("check_v2", QCOW2_V2, "check v.qcow2"),
+    ImgCase("check_raw", RAW, "check a.raw"),
+    ImgCase("check_leaks", LEAKY, "check l.qcow2"),
+    ImgCase("check_leaks_json", LEAKY, "check --output=json l.qcow2"),
+    ImgCase("check_repair_leaks", LEAKY, "check -r leaks l.qcow2"),
+    ImgCase("check_repair_all_json", LEAKY,
+            "check -r all --output=json l.qcow2"),
+    ImgCase("check_corrupt", CORRUPT, "check k.qcow2"),
+    ImgCase("check_repair_corrupt", CORRUPT, "check -r all k.qcow2"),
+    ImgCase("check_bad_repair", CHAIN, "check -r some c.qcow2"),
+
+    # --- compare --------------------------------------------------------------
+    ImgCase("compare_same", RAW, "compare a.raw a.raw"),
+    ImgCase("compare_different", RAW_DIFF, "compare a.raw d.raw"),
+    ImgCase("compare_size_mismatch", RAW_3M, "compare a.raw e.raw"),
+    ImgCase("compare_strict_size", RAW_3M, "compare -s a.raw e.raw"),
+    ImgCase("compare_chain", CHAIN, "compare b.qcow2 c.qcow2"),
+    ImgCase("compare_chain_strict", CHAIN, "compare -s b.qcow2 c.qcow2"),
+    ImgCase("compare_qcow2_raw", CHAIN + (
+        "qemu-img convert -O raw c.qcow2 flat.raw",),
+        "compare -f qcow2 -F raw c.qcow2 flat.raw"),
+    ImgCase("compare_progress", RAW, "compare -p a.raw a.raw"),
+    ImgCase("compare_quiet", RAW_DIFF, "compare -q a.raw d.raw"),
+    ImgCase("compare_missing", RAW, "compare a.raw nosuch.raw"),
+
+    # --- convert --------------------------------------------------------------
+    ImgCase("convert_raw_raw", RAW, "convert -f raw -O raw a.raw o.raw"),
+    ImgCase("convert_raw_default", RAW, "convert a.raw o.raw"),
+    ImgCase("convert_raw_qcow2", RAW, "convert -O qcow2 a.raw o.qcow2"),
+    ImgCase("convert_raw_qcow2_opts", RAW,
+            "convert -O qcow2 -o cluster_size=4k,compat=0.10 a.raw o.qcow2"),
+    ImgCase("convert_qcow2_raw", CHAIN, "convert -O raw c.qcow2 o.raw"),
+    ImgCase("convert_qcow2_qcow2", CHAIN,
+            "convert -O qcow2 c.qcow2 o.qcow2"),
+    ImgCase("convert_v2_raw", QCOW2_V2, "convert -O raw v.qcow2 o.raw"),
+    ImgCase("convert_backing", CHAIN,
+            "convert -O qcow2 -B b.qcow2 -F qcow2 c.qcow2 o.qcow2"),
+    ImgCase("convert_backing_no_fmt", CHAIN,
+            "convert -O qcow2 -B b.qcow2 c.qcow2 o.qcow2"),
+    ImgCase("convert_compressed", RAND, "convert -c -O qcow2 r.raw o.qcow2"),
+    ImgCase("convert_compressed_chain", CHAIN,
+            "convert -c -O qcow2 c.qcow2 o.qcow2"),
+    ImgCase("convert_compressed_raw", RAW, "convert -c -O raw a.raw o.raw"),
+    ImgCase("convert_progress", CHAIN, "convert -p -O raw c.qcow2 o.raw"),
+    ImgCase("convert_progress_compressed", RAND,
+            "convert -p -c -O qcow2 r.raw o.qcow2"),
+    ImgCase("convert_no_sparse", RAW, "convert -S 0 -O raw a.raw o.raw"),
+    ImgCase("convert_sparse_64k", RAW, "convert -S 64k -O raw a.raw o.raw"),
+    ImgCase("convert_concat", RAW + QCOW2,
+            "convert -O raw a.raw b.qcow2 o.raw"),
+    ImgCase("convert_existing", RAW_3M, "convert -n -O raw a.raw e.raw"),
+    ImgCase("convert_existing_small", RAW_3M,
+            "convert -n -O raw e.raw a.raw"),
+    ImgCase("convert_unordered", CHAIN,
+            "convert -W -m 4 -O raw c.qcow2 o.raw"),
+    ImgCase("convert_cache", RAW,
+            "convert -t writeback -T writethrough -O raw a.raw o.raw"),
+    ImgCase("convert_bad_cache", RAW, "convert -t fast -O raw a.raw o.raw"),
+    ImgCase("convert_bad_format", RAW, "convert -O nosuch a.raw o.raw"),
+    ImgCase("convert_missing", NONE, "convert nosuch.raw o.raw"),
+    ImgCase("convert_help", NONE, "convert -O qcow2 -o help",
+            diverges=QCOW2_CREATE_OPTS),
+
+    # --- bench ----------------------------------------------------------------
+    ImgCase("bench_null", NONE,
+            "bench -f null-co -c 2000 -d 32 null-co://"),
+    ImgCase("bench_read_raw", RAW, "bench -c 500 -d 4 -f raw a.raw"),
+    ImgCase("bench_write_raw", RAW,
+            "bench -w -c 300 -d 8 -s 512 -S 8k --pattern=7 -f raw a.raw"),
+    ImgCase("bench_flush", RAW,
+            "bench -w -c 400 -d 16 --flush-interval=100 -f raw a.raw"),
+    ImgCase("bench_flush_no_drain", RAW,
+            "bench -w -c 400 -d 16 --flush-interval=100 --no-drain -o 64k "
+            "-f raw a.raw"),
+    ImgCase("bench_qcow2", CHAIN,
+            "bench -w -c 200 -d 8 -s 64k --pattern=0x11 c.qcow2"),
+    ImgCase("bench_bad_count", NONE, "bench -c x null-co://"),
+    ImgCase("bench_bad_interval", NONE,
+            "bench -w --flush-interval=4 null-co://"),
+]
