@@ -84,6 +84,21 @@ def corrupted_refcount(name: str):
     return step
 
 
+def dirty(name: str):
+    """A set-up step: set the dirty bit of qcow2 image name, as a crash
+    with lazy refcounts leaves it."""
+    def step(cwd: str) -> None:
+        with open(os.path.join(cwd, name), "r+b") as f:
+            f.seek(72)
+            features = struct.unpack(">Q", f.read(8))[0]
+            f.seek(72)
+            f.write(struct.pack(">Q", features | 1))
+    return step
+
+
+DIRTY = ("qemu-img create -f qcow2 -o lazy_refcounts=on y.qcow2 1M",
+         "qemu-io -f qcow2 -c 'write -P 5 0 128k' y.qcow2",
+         dirty("y.qcow2"))
 LEAKY = ("qemu-img create -f qcow2 l.qcow2 1M",
          "qemu-io -f qcow2 -c 'write -P 5 0 128k' l.qcow2",
          leaked_clusters("l.qcow2", 2))
@@ -96,6 +111,7 @@ QCOW2_CREATE_OPTS = "qcow2-create-options"
 RAW_CREATE_OPTS = "raw-create-options"
 IMG_CREATE_BACKING = "img-create-backing-format"
 NULL_ALLOCATED = "null-allocated-size"
+QCOW2_DIRTY_FLAG = "qcow2-dirty-flag"
 
 CASES = [
     # --- the program --------------------------------------------------------
@@ -163,6 +179,9 @@ CASES = [
             "info --backing-chain --output=json c.qcow2"),
     ImgCase("info_qcow2_v2", QCOW2_V2, "info v.qcow2"),
     ImgCase("info_qcow2_v2_json", QCOW2_V2, "info --output=json v.qcow2"),
+    ImgCase("info_dirty", DIRTY, "info y.qcow2", diverges=QCOW2_DIRTY_FLAG),
+    ImgCase("info_dirty_json", DIRTY, "info --output=json y.qcow2",
+            diverges=QCOW2_DIRTY_FLAG),
     ImgCase("info_missing", NONE, "info nosuch.raw"),
     ImgCase("info_wrong_format", RAW, "info -f qcow2 a.raw"),
     ImgCase("info_bad_output", RAW, "info --output=xml a.raw"),
@@ -193,6 +212,8 @@ CASES = [
             "check -r all --output=json l.qcow2"),
     ImgCase("check_corrupt", CORRUPT, "check k.qcow2"),
     ImgCase("check_repair_corrupt", CORRUPT, "check -r all k.qcow2"),
+    ImgCase("check_dirty", DIRTY, "check y.qcow2"),
+    ImgCase("check_repair_dirty", DIRTY, "check -r all y.qcow2"),
     ImgCase("check_bad_repair", CHAIN, "check -r some c.qcow2"),
 
     # --- compare --------------------------------------------------------------
