@@ -27,7 +27,7 @@ from block.block_int import BlockDriverInfo, BlockDriverState
 from util.cutils import printf
 from util.error import Errp, error_propagate, error_setg_errno
 
-# --- qobject/qdict.c: the iteration order of a QDict --------------------------
+# --- qobject/qdict.c: the iteration order of a QDict -------------------------
 
 QDICT_BUCKET_MAX = 512
 
@@ -52,7 +52,7 @@ def qdict_entries(d: dict) -> list:
     return [items[i] for i in order]
 
 
-# --- qobject/qjson.c: qobject_to_json_pretty -----------------------------------
+# --- qobject/qjson.c: qobject_to_json_pretty ---------------------------------
 
 _JSON_ESCAPES = {'"': '\\"', '\\': '\\\\', '\b': '\\b', '\f': '\\f',
                  '\n': '\\n', '\r': '\\r', '\t': '\\t'}
@@ -126,7 +126,7 @@ def qobject_to_json_pretty(obj: Any) -> str:
     return ''.join(accu)
 
 
-# --- util/cutils.c: size_to_str -----------------------------------------------
+# --- util/cutils.c: size_to_str ----------------------------------------------
 
 def size_to_str(val: int) -> str:
     """A size with a binary suffix and 3 significant digits ("196 KiB");
@@ -139,7 +139,7 @@ def size_to_str(val: int) -> str:
     return '%0.3g %sB' % (val / div, suffixes[i])
 
 
-# --- block/qapi.c ---------------------------------------------------------------
+# --- block/qapi.c ------------------------------------------------------------
 
 # qapi/block-core.json: the members of ImageInfo, in schema order
 IMAGE_INFO_MEMBERS = (
@@ -293,4 +293,3 @@ def bdrv_image_info_dump(info: dict) -> None:
     if 'format-specific' in info:
         printf("Format specific information:\n")
         bdrv_image_info_specific_dump(info['format-specific'])
-

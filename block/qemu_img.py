@@ -777,8 +777,8 @@ def img_check(argv: list) -> int:
         return 63
 
     if check.get('corruptions-fixed') or check.get('leaks-fixed'):
-        fixed = {name: check[name] for name in ('leaks-fixed',
-                                                 'corruptions-fixed')
+        fixed = {name: check[name]
+                 for name in ('leaks-fixed', 'corruptions-fixed')
                  if name in check}
 
         if output_format == OFORMAT_HUMAN:

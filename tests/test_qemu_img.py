@@ -56,7 +56,7 @@ def raw_image(tmp_path):
     return path
 
 
-# --- sizes ---------------------------------------------------------------------
+# --- sizes -------------------------------------------------------------------
 
 SIZES = [
     ('0', 0), ('512', 512), ('1k', 1024), ('1K', 1024), ('1.5k', 1536),
@@ -107,7 +107,7 @@ def test_cvtnum_full_limits(capfd):
     assert qemu_img.cvtnum_full('buffer size', '1G', 0, 0x7fffffff) == 1 << 30
 
 
-# --- option parsing -------------------------------------------------------------
+# --- option parsing ----------------------------------------------------------
 
 def getopt_run(argv, optstring, longopts=None):
     g = ImgGetopt(argv, optstring, longopts)
@@ -173,7 +173,7 @@ def test_has_help_option(param, result):
     assert qemu_img.has_help_option(param) is result
 
 
-# --- error messages and exit status ---------------------------------------------
+# --- error messages and exit status ------------------------------------------
 
 @pytest.mark.parametrize('args,status,err', [
     ([], 1, "qemu-img: Not enough arguments\n" + TRY),
@@ -330,7 +330,7 @@ def test_option_help(capfd):
     assert "  size=<size>            - Virtual disk size\n" in out
 
 
-# --- output formats --------------------------------------------------------------
+# --- output formats ----------------------------------------------------------
 
 def test_qdict_order():
     # 7.2's `qemu-img info --output=json` order for a qcow2 with a backing
@@ -357,7 +357,8 @@ def test_json_pretty():
 
 @pytest.mark.parametrize('value,text', [
     (0, '0 B'), (1, '1 B'), (999, '999 B'), (1000, '0.977 KiB'),
-    (1023, '0.999 KiB'), (1024, '1 KiB'), (1536, '1.5 KiB'), (200704, '196 KiB'),
+    (1023, '0.999 KiB'), (1024, '1 KiB'), (1536, '1.5 KiB'),
+    (200704, '196 KiB'),
     (1022976, '999 KiB'), (1023 * 1024, '0.999 MiB'), (1 << 20, '1 MiB'),
     (64 << 20, '64 MiB'), (1 << 30, '1 GiB'), (1 << 40, '1 TiB'),
     (1 << 60, '1 EiB')])
@@ -386,7 +387,7 @@ def test_progress_float(capfd):
     assert progress.f32(0.1) != 0.1
 
 
-# --- the helpers of compare and convert -------------------------------------------
+# --- the helpers of compare and convert --------------------------------------
 
 def test_find_nonzero():
     buf = memoryview(bytearray(2048))
@@ -429,7 +430,7 @@ def test_is_allocated_sectors():
     assert pnum[0] == 7
 
 
-# --- whole commands on small images ------------------------------------------------
+# --- whole commands on small images ------------------------------------------
 
 def test_create_info_raw(capfd, tmp_path):
     assert run(capfd, 'create', 'x.raw', '1.5k', cwd=tmp_path) == (

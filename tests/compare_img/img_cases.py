@@ -188,7 +188,7 @@ CASES = [
     ImgCase("info_null", NONE, "info -f null-co null-co://",
             diverges=NULL_ALLOCATED),
 
-    # --- map ------------------------------------------------------------------
+    # --- map -----------------------------------------------------------------
     ImgCase("map_raw", RAW, "map a.raw"),
     ImgCase("map_raw_json", RAW, "map --output=json a.raw"),
     ImgCase("map_raw_range", RAW,
@@ -199,7 +199,7 @@ CASES = [
     ImgCase("map_v2_json", QCOW2_V2, "map --output=json -f qcow2 v.qcow2"),
     ImgCase("map_null_json", NONE, "map --output=json null-co://"),
 
-    # --- check ----------------------------------------------------------------
+    # --- check ---------------------------------------------------------------
     ImgCase("check_qcow2", CHAIN, "check c.qcow2"),
     ImgCase("check_qcow2_json", CHAIN, "check --output=json c.qcow2"),
     ImgCase("check_qcow2_quiet", CHAIN, "check -q c.qcow2"),
@@ -216,7 +216,7 @@ CASES = [
     ImgCase("check_repair_dirty", DIRTY, "check -r all y.qcow2"),
     ImgCase("check_bad_repair", CHAIN, "check -r some c.qcow2"),
 
-    # --- compare --------------------------------------------------------------
+    # --- compare -------------------------------------------------------------
     ImgCase("compare_same", RAW, "compare a.raw a.raw"),
     ImgCase("compare_different", RAW_DIFF, "compare a.raw d.raw"),
     ImgCase("compare_size_mismatch", RAW_3M, "compare a.raw e.raw"),
@@ -230,7 +230,7 @@ CASES = [
     ImgCase("compare_quiet", RAW_DIFF, "compare -q a.raw d.raw"),
     ImgCase("compare_missing", RAW, "compare a.raw nosuch.raw"),
 
-    # --- convert --------------------------------------------------------------
+    # --- convert -------------------------------------------------------------
     ImgCase("convert_raw_raw", RAW, "convert -f raw -O raw a.raw o.raw"),
     ImgCase("convert_raw_default", RAW, "convert a.raw o.raw"),
     ImgCase("convert_raw_qcow2", RAW, "convert -O qcow2 a.raw o.qcow2"),
@@ -268,7 +268,7 @@ CASES = [
     ImgCase("convert_help", NONE, "convert -O qcow2 -o help",
             diverges=QCOW2_CREATE_OPTS),
 
-    # --- bench ----------------------------------------------------------------
+    # --- bench ---------------------------------------------------------------
     ImgCase("bench_null", NONE,
             "bench -f null-co -c 2000 -d 32 null-co://"),
     ImgCase("bench_read_raw", RAW, "bench -c 500 -d 4 -f raw a.raw"),
