@@ -445,6 +445,7 @@ class BlockDriverState:
         "options", "explicit_options", "detect_zeroes", "backing_blocker",
         "write_threshold_offset", "write_threshold_notifier",
         "io_plugged", "io_plug_disabled", "quiesce_counter",
+        "write_gen", "flush_started_gen", "flushed_gen", "flush_queue",
     )
 
     def __init__(self) -> None:
@@ -518,6 +519,14 @@ class BlockDriverState:
         self.io_plugged = 0            # bdrv_io_plug() nesting
         self.io_plug_disabled = 0      # bdrv_io_unplugged_begin() nesting
         self.quiesce_counter = 0       # bdrv_drained_begin() nesting
+
+        # QEMU 2.7's flush bookkeeping (see bdrv_co_flush in block/io.py):
+        # completed writes, the generation the running flush started at,
+        # and the one the last finished flush covered.
+        self.write_gen = 0
+        self.flush_started_gen = 0
+        self.flushed_gen = 0
+        self.flush_queue = CoQueue()   # flushes waiting for the running one
 
 
 def backing_bs(bs: BlockDriverState) -> Optional[BlockDriverState]:

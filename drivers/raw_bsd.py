@@ -3,8 +3,10 @@
 Every request goes to the file child unchanged.  When the format was
 guessed (bs.probed), a write to sector 0 that would make the image probe as
 another format is refused with -EPERM (CVE-2008-2004), as QEMU does.
-Writes take the flags of the seed's era (bdrv_co_writev_flags) so that
-BDRV_REQ_FUA reaches the protocol layer.
+Writes take the flags of the seed's era (bdrv_co_writev_flags), but raw
+does not claim BDRV_REQ_FUA: QEMU 7.2's raw claims it only where its file
+node does, which no protocol driver here does, so FUA is emulated by a
+flush of the raw node, and a blkdebug file sees the flush events as in 7.2.
 """
 
 from __future__ import annotations
@@ -68,8 +70,10 @@ def raw_co_writev_flags(bs, sector_num: int, nb_sectors: int, qiov,
         qiov = local_qiov
 
     BLKDBG_EVENT(bs.file, BLKDBG_WRITE_AIO)
+    # FUA is done by the flush of this node (see the module comment)
     return io.bdrv_co_do_pwritev(bs.file.bs, sector_num << BDRV_SECTOR_BITS,
-                                 nb_sectors << BDRV_SECTOR_BITS, qiov, flags)
+                                 nb_sectors << BDRV_SECTOR_BITS, qiov,
+                                 flags & ~BDRV_REQ_FUA)
 
 
 def raw_co_get_block_status(bs, sector_num: int, nb_sectors: int,
@@ -150,7 +154,6 @@ class BdrvRaw(BlockDriver):
     bdrv_create = staticmethod(raw_create)
     bdrv_co_readv = staticmethod(raw_co_readv)
     bdrv_co_writev_flags = staticmethod(raw_co_writev_flags)
-    supported_write_flags = BDRV_REQ_FUA
     bdrv_co_write_zeroes = staticmethod(raw_co_write_zeroes)
     bdrv_co_discard = staticmethod(raw_co_discard)
     bdrv_co_get_block_status = staticmethod(raw_co_get_block_status)

@@ -131,6 +131,9 @@ def test_file_flush_is_fdatasync(path, monkeypatch):
                         lambda fd: (calls.append(fd), real(fd))[1])
     bs = open_file(path)
     assert io.bdrv_flush(bs) == 0
+    assert calls == []              # nothing written since the open
+    assert io.bdrv_pwrite(bs, 0, b'x', 1) == 1
+    assert io.bdrv_flush(bs) == 0
     assert calls == [bs.opaque.fd]
     core.bdrv_unref(bs)
 

@@ -651,13 +651,21 @@ class FlushDriver(MemDriver):
 
 
 def test_bdrv_driver_pwritev_fua(ctx):
-    """FUA the driver cannot do becomes a flush after the write."""
+    """FUA the driver cannot do becomes a flush after the write.  As in
+    QEMU 2.7 the write is counted (write_gen) only after that flush, so the
+    flush goes to disk only for what earlier writes left."""
     bs = new_bs(ctx, new_drv(FlushDriver))
     qiov = make_qiov(pattern(SECTOR))
     assert run_co(ctx, io.bdrv_co_do_pwritev, bs, 0, SECTOR, qiov,
                   BDRV_REQ_FUA) == 0
+    assert bs.opaque.log == [("write", 0, 1), ("flush_to_os",)]
+    assert bs.write_gen == 1 and bs.flushed_gen == 0
+    bs.opaque.log.clear()
+    assert run_co(ctx, io.bdrv_co_do_pwritev, bs, 0, SECTOR, qiov,
+                  BDRV_REQ_FUA) == 0
     assert bs.opaque.log == [("write", 0, 1), ("flush_to_os",),
                              ("flush_to_disk",)]
+    assert bs.write_gen == 2 and bs.flushed_gen == 1
     # a failing flush fails the write
     bs.drv.flush_ret = -errno.EIO
     assert run_co(ctx, io.bdrv_co_do_pwritev, bs, 0, SECTOR, qiov,
@@ -1254,10 +1262,23 @@ def test_bdrv_co_flush(ctx):
     proto = new_bs(ctx, new_drv(DebugDriver))
     fmt = new_bs(ctx, new_drv(FlushDriver))
     attach(fmt, proto, "file")
+    # nothing written yet: only the flush to the OS (QEMU 2.7's write_gen)
+    assert io.bdrv_flush(fmt) == 0
+    assert fmt.opaque.log == [("flush_to_os",)]
+    assert proto.opaque.log == []
+    assert proto.opaque.events == [BLKDBG_FLUSH_TO_OS]
+
+    # as completed writes on both layers leave them
+    fmt.write_gen += 1
+    proto.write_gen += 1
+    fmt.opaque.log.clear()
+    proto.opaque.events.clear()
     assert io.bdrv_flush(fmt) == 0
     assert fmt.opaque.log == [("flush_to_os",), ("flush_to_disk",)]
     assert proto.opaque.log == [("flush_to_disk",)]
     assert proto.opaque.events == [BLKDBG_FLUSH_TO_OS, BLKDBG_FLUSH_TO_DISK]
+    assert fmt.flushed_gen == fmt.write_gen
+    assert proto.flushed_gen == proto.write_gen
 
     fmt.opaque.log.clear()
     proto.opaque.log.clear()
@@ -1269,11 +1290,44 @@ def test_bdrv_co_flush(ctx):
 
     # an error stops before the parent's file
     fmt.open_flags &= ~BDRV_O_NO_FLUSH
+    fmt.write_gen += 1
+    proto.write_gen += 1
     fmt.drv.flush_ret = -errno.EIO
     fmt.opaque.log.clear()
     assert io.bdrv_flush(fmt) == -errno.EIO
     assert proto.opaque.log == []
     assert not fmt.tracked_requests
+
+
+class YieldingFlushDriver(FlushDriver):
+    """flush_to_disk waits until the test re-enters it."""
+
+    def bdrv_co_flush_to_disk(self, bs):
+        bs.opaque.log.append(("flush_to_disk", bs.write_gen))
+        bs.opaque.waiting.append(qemu_coroutine_self())
+        qemu_coroutine_yield()
+        return 0
+
+
+def test_bdrv_co_flush_serialised(ctx):
+    """QEMU 2.7: a flush waits for the running one, then skips the flush to
+    disk if no write completed in between."""
+    bs = new_bs(ctx, new_drv(YieldingFlushDriver))
+    bs.opaque.waiting = []
+    bs.write_gen = 1
+    done = []
+    for _ in range(2):
+        qemu_coroutine_enter(qemu_coroutine_create(
+            lambda _: done.append(io.bdrv_co_flush(bs))))
+    assert bs.opaque.log == [("flush_to_os",), ("flush_to_disk", 1)]
+    assert len(bs.opaque.waiting) == 1 and not done
+    qemu_coroutine_enter(bs.opaque.waiting.pop())
+    # the second flush ran after the first and found nothing new to write
+    assert done == [0, 0]
+    assert bs.opaque.log == [("flush_to_os",), ("flush_to_disk", 1),
+                             ("flush_to_os",)]
+    assert bs.flushed_gen == bs.flush_started_gen == 1
+    assert not bs.tracked_requests
 
 
 def test_bdrv_co_flush_skipped(ctx):
