@@ -244,6 +244,8 @@ CASES = [
     Case("null_aio", NONE, "--image-opts driver=null-aio,size=1M",
          ["aio_read 0 1k", "aio_write 0 1k", "aio_read 0 1k", "aio_flush", "read 0 4k", "write 0 4k",
           "readv 0 1k 1k", "writev 0 1k 1k", "flush", "map", "info"]),
+    Case("throttling_options", NONE, "--image-opts driver=null-co,throttling.iops-total=1000",
+         ["read 0 512"], diverges="throttling-options"),
     Case("null_json", NONE, "'json:{\"driver\": \"null-co\", \"size\": 8192}'", ["length", "read 0 8k"]),
 
     # --- blkdebug: plain pass-through --------------------------------------------------------
