@@ -46,6 +46,16 @@ def noise(name: str, offset: int, length: int):
     return step
 
 
+def file_of(name: str, data: bytes):
+    """A set-up step: a file holding data."""
+    def step(cwd: str) -> None:
+        with open(os.path.join(cwd, name), "wb") as f:
+            f.write(data)
+    return step
+
+
+# A raw image whose size is not a multiple of the sector size
+ODD = (file_of("odd.raw", bytes(range(256)) * 3 + b"\x01" * 232),)
 # Data that compresses, and data that does not over a cluster boundary
 RAND = ("qemu-img create -f raw r.raw 1M",
         "qemu-io -f raw -c 'write -P 8 0 96k' r.raw",
@@ -112,6 +122,7 @@ RAW_CREATE_OPTS = "raw-create-options"
 IMG_CREATE_BACKING = "img-create-backing-format"
 NULL_ALLOCATED = "null-allocated-size"
 QCOW2_DIRTY_FLAG = "qcow2-dirty-flag"
+SECTOR_STATUS = "sector-granular-block-status"
 
 CASES = [
     # --- the program --------------------------------------------------------
@@ -198,6 +209,8 @@ CASES = [
     ImgCase("map_backing_json", CHAIN, "map --output=json c.qcow2"),
     ImgCase("map_v2_json", QCOW2_V2, "map --output=json -f qcow2 v.qcow2"),
     ImgCase("map_null_json", NONE, "map --output=json null-co://"),
+    ImgCase("map_odd_size", ODD, "map --output=json -f raw odd.raw",
+            diverges=SECTOR_STATUS),
 
     # --- check ---------------------------------------------------------------
     ImgCase("check_qcow2", CHAIN, "check c.qcow2"),
@@ -253,6 +266,12 @@ CASES = [
             "convert -p -c -O qcow2 r.raw o.qcow2"),
     ImgCase("convert_no_sparse", RAW, "convert -S 0 -O raw a.raw o.raw"),
     ImgCase("convert_sparse_64k", RAW, "convert -S 64k -O raw a.raw o.raw"),
+    ImgCase("convert_odd_size_raw", ODD, "convert -O raw odd.raw o.raw"),
+    ImgCase("convert_odd_size_qcow2", ODD,
+            "convert -O qcow2 odd.raw o.qcow2"),
+    ImgCase("convert_odd_size_compressed", ODD,
+            "convert -c -O qcow2 odd.raw o.qcow2"),
+    ImgCase("info_odd_size", ODD, "info -f raw odd.raw"),
     ImgCase("convert_concat", RAW + QCOW2,
             "convert -O raw a.raw b.qcow2 o.raw"),
     ImgCase("convert_existing", RAW_3M, "convert -n -O raw a.raw e.raw"),
