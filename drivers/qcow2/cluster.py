@@ -191,6 +191,11 @@ def l2_allocate(bs, l1_index: int, table: list) -> int:
     l2_offset = refcount.qcow2_alloc_clusters(bs, s.l2_size * 8)
     if l2_offset < 0:
         ret = l2_offset
+    elif l2_offset == 0:
+        # the refcounts lost track of the header (QEMU 2.12's check)
+        qcow2.qcow2_signal_corruption(bs, True, -1, -1, "Preventing invalid "
+                                      "allocation of L2 table at offset 0")
+        ret = -errno.EIO
     else:
         ret = cache.qcow2_cache_flush(bs, s.refcount_block_cache)
 
@@ -412,8 +417,10 @@ def qcow2_get_cluster_offset(bs, offset: int, num: list,
                                               QCOW_OFLAG_ZERO)
                 cluster_offset[0] = entry & L2E_OFFSET_MASK
                 if offset_into_cluster(s, cluster_offset[0]):
+                    # QEMU 7.2's words for what 2.5 calls "Data cluster
+                    # offset"
                     qcow2.qcow2_signal_corruption(
-                        bs, True, -1, -1, "Data cluster offset %#x "
+                        bs, True, -1, -1, "Cluster allocation offset %#x "
                         "unaligned (L2 offset: %#x, L2 index: %#x)",
                         cluster_offset[0], l2_offset, l2_index)
                     cache.qcow2_cache_put(bs, s.l2_table_cache, l2_table)
@@ -453,6 +460,14 @@ def get_cluster_table(bs, offset: int, new_l2_table: list,
         qcow2.qcow2_signal_corruption(
             bs, True, -1, -1, "L2 table offset %#x unaligned (L1 index: "
             "%#x)", l2_offset, l1_index)
+        return -errno.EIO
+
+    # An L2 table "at" offset 0 with the copied flag: QEMU hits an
+    # assertion (qcow2_cache_do_get: offset != 0) and aborts
+    if (l1_entry & QCOW_OFLAG_COPIED) and not l2_offset:
+        qcow2.qcow2_signal_corruption(
+            bs, True, -1, -1, "L2 table offset 0 with the copied flag (L1 "
+            "index: %#x)", l1_index)
         return -errno.EIO
 
     # seek the l2 table of the given l2 offset
@@ -500,6 +515,13 @@ def qcow2_alloc_compressed_cluster_offset(bs, offset: int,
 
     cluster_offset = refcount.qcow2_alloc_bytes(bs, compressed_size)
     if cluster_offset < 0:
+        cache.qcow2_cache_put(bs, s.l2_table_cache, l2_table)
+        return 0
+    if cluster_offset == 0:
+        # the refcounts lost track of the header (QEMU 2.12's check)
+        qcow2.qcow2_signal_corruption(bs, True, -1, -1, "Preventing invalid "
+                                      "allocation of compressed cluster at "
+                                      "offset 0")
         cache.qcow2_cache_put(bs, s.l2_table_cache, l2_table)
         return 0
 

@@ -437,6 +437,12 @@ class Qcow2MetadataTable(list):
         return clusters
 
 
+def int64(value: int) -> int:
+    """C's conversion of a uint64_t to int64_t: an offset from the image
+    with bit 63 set becomes negative, which the block layer refuses."""
+    return value - (1 << 64) if value >> 63 else value
+
+
 def start_of_cluster(s: BDRVQcow2State, offset: int) -> int:
     return offset & ~(s.cluster_size - 1)
 

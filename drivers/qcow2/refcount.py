@@ -35,7 +35,7 @@ from drivers.qcow2.qcow2_h import (
     QCOW2_OL_REFCOUNT_BLOCK, QCOW2_OL_REFCOUNT_TABLE,
     QCOW2_OL_SNAPSHOT_TABLE, QCOW_HEADER_OFFSETOF, QCOW_MAX_REFTABLE_SIZE,
     QCOW_OFLAG_COPIED, REFT_OFFSET_MASK, BDRVQcow2State, BdrvCheckResult,
-    Qcow2DiscardRegion, Qcow2MetadataTable, align_offset, be64,
+    Qcow2DiscardRegion, Qcow2MetadataTable, align_offset, be64, int64,
     offset_into_cluster, qcow2_get_cluster_type, refcount_diff,
     size_to_clusters, start_of_cluster)
 from util.qemu_error import error_printf
@@ -177,8 +177,8 @@ def qcow2_get_refcount(bs, cluster_index: int, refcount: list) -> int:
     if refcount_table_index >= s.refcount_table_size:
         refcount[0] = 0
         return 0
-    refcount_block_offset = (s.refcount_table[refcount_table_index]
-                             & REFT_OFFSET_MASK)
+    refcount_block_offset = int64(s.refcount_table[refcount_table_index]
+                                  & REFT_OFFSET_MASK)
     if not refcount_block_offset:
         refcount[0] = 0
         return 0
@@ -245,7 +245,7 @@ def alloc_refcount_block(bs, cluster_index: int,
                     refcount_table_index)
                 return -errno.EIO
 
-            return load_refcount_block(bs, refcount_block_offset,
+            return load_refcount_block(bs, int64(refcount_block_offset),
                                        refcount_block)
 
     # A new refcount block cannot be allocated with qcow2_alloc_clusters
@@ -263,6 +263,13 @@ def alloc_refcount_block(bs, cluster_index: int,
     new_block = alloc_clusters_noref(bs, s.cluster_size)
     if new_block < 0:
         return new_block
+
+    # A refcount table that lost track of the header (QEMU 2.12's check)
+    if new_block == 0:
+        qcow2.qcow2_signal_corruption(bs, True, -1, -1, "Preventing invalid "
+                                      "allocation of refcount block at "
+                                      "offset 0")
+        return -errno.EIO
 
     if in_same_refcount_block(s, new_block, cluster_index << s.cluster_bits):
         # The block describes itself: zero it and count its own cluster
