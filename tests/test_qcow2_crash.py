@@ -16,8 +16,8 @@ import random
 import pytest
 
 from block.front import open_image
-from test_qcow2 import (KiB, MiB, QEMU_IMG, pattern,  # noqa: F401
-                        qemu_img, qemu_img_create, qemu_tools)
+from test_qcow2 import (MiB, pattern, qemu_img,  # noqa: F401
+                        qemu_img_create, qemu_tools)
 from util.iov import qemu_iovec_to_buf
 
 
