@@ -12,7 +12,8 @@ from util.aio import (aio_context_acquire, aio_context_release,
                       aio_notify, aio_poll_fds, qemu_get_aio_context)
 from util.timer import (main_loop_tlg, qemu_clock_run_all_timers,
                         qemu_soonest_timeout, timerlistgroup_deadline_ns,
-                        timerlistgroup_has_external_timers)
+                        timerlistgroup_has_external_timers,
+                        timerlistgroup_warp_idle)
 
 
 def qemu_notify_event() -> None:
@@ -27,10 +28,12 @@ def os_host_main_loop_wait(timeout: int) -> int:
     assert ctx.source is None, "main AioContext is attached to asyncio"
     aio_context_acquire(ctx)
     timeout = qemu_soonest_timeout(timeout, aio_ctx_prepare(ctx))
+    idle_warp = False
     if timeout and (timerlistgroup_has_external_timers(ctx.tlg) or
                     timerlistgroup_has_external_timers(main_loop_tlg)):
         # Never sleep on the host clock for an external one (util/timer.py).
         timeout = 0
+        idle_warp = True
     ctx.walking_handlers += 1
     if timeout:
         aio_context_release(ctx)
@@ -39,6 +42,11 @@ def os_host_main_loop_wait(timeout: int) -> int:
         aio_context_acquire(ctx)
     ctx.walking_handlers -= 1
     if aio_ctx_check(ctx):
+        aio_ctx_dispatch(ctx)
+    elif idle_warp and (timerlistgroup_warp_idle(ctx.tlg) |
+                        timerlistgroup_warp_idle(main_loop_tlg)):
+        # nothing else can happen: warp as aio_poll does; main_loop_wait
+        # runs the main loop's timers next
         aio_ctx_dispatch(ctx)
     aio_context_release(ctx)
     return ret

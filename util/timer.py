@@ -50,12 +50,14 @@ False).  With warp_when_idle=True it instead warps the clock to the next
 deadline when nothing else is ready and runs the timers that expired -- the
 behaviour of QEMU's "-icount sleep=off": synchronous wrappers such as
 bdrv_read() then finish in simulated time without waiting for the host.
-Only aio_poll() warps.  Deterministic mode (util/deterministic.py,
-PYQEMU_DETERMINISTIC=1) links the three clocks so that they move as one:
-setting or warping any of them moves all.  main_loop_wait() does not sleep for such timers
-either, but never warps; a context attached to asyncio (which cannot tell
-when the whole program is idle) arms nothing for them and is woken up when
-the clock is moved.
+A blocking main_loop_wait() does the same (qemu-io's sleep command waits in
+it).  A context attached to asyncio (which cannot tell when the whole
+program is idle) arms nothing for them and is woken up when the clock is
+moved.
+
+Deterministic mode (util/deterministic.py, PYQEMU_DETERMINISTIC=1) links
+the three clocks so that they move as one: setting or warping any of them
+moves all.
 """
 
 import os
