@@ -30,10 +30,11 @@ against any BlockBackend (any driver stack).  mode="timed" submits each
 request at its recorded submit time (relative to the first) and lets them
 run concurrently, as recorded.  A request due at the instant another one
 completes is submitted from that completion, as a program that waited for
-it would have: then a replay on the same stack, in deterministic mode,
-repeats the recording event for event (a trace does not say who issued a
-request, so a program that issued it otherwise at that very instant may
-see the events of the instant in another order).  mode="serial" runs them one
+it would have; the others once everything else of their instant has run.
+Then a replay on the same stack, in deterministic mode, repeats the
+recording event for event when the program issued its requests either way
+(a trace does not say who issued a request: one issued at the same instant
+as other events, but before them, is replayed after them).  mode="serial" runs them one
 after the other in the order they completed, which reproduces the final
 image of the recording whatever the stack's timing.
 
@@ -326,7 +327,7 @@ def trace_replay(target: Any, entries: List[TraceEntry], mode: str = 'timed',
             # a request due now was most likely issued by whoever waited
             # for this one: submit it here, as that caller did, before
             # the other events of this instant
-            submit_due(None)
+            submit_due()
 
     def submit(entry: TraceEntry) -> None:
         result = ReplayResult(entry, qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL))
@@ -348,9 +349,10 @@ def trace_replay(target: Any, entries: List[TraceEntry], mode: str = 'timed',
         (todo[0].submit_ns if todo else 0)
     state = {'next': 0}
 
-    def submit_due(opaque: Any) -> None:
+    def submit_due() -> bool:
         # every request due now, then the timer for the next one; a
         # request may complete inside submit() and call us again
+        first = state['next']
         now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)
         while (state['next'] < len(todo) and
                base + todo[state['next']].submit_ns <= now):
@@ -358,11 +360,18 @@ def trace_replay(target: Any, entries: List[TraceEntry], mode: str = 'timed',
             submit(todo[state['next'] - 1])
         if state['next'] < len(todo):
             timer_mod_ns(timer, base + todo[state['next']].submit_ns)
+        return state['next'] > first
 
-    timer = aio_timer_new(ctx, QEMU_CLOCK_VIRTUAL, SCALE_NS, submit_due, None)
-    submit_due(None)
+    # The timer only stops time at the next submission: the requests due
+    # then that no completion submitted go in once everything else of that
+    # instant has run.
+    timer = aio_timer_new(ctx, QEMU_CLOCK_VIRTUAL, SCALE_NS, lambda _: None,
+                          None)
     while state['next'] < len(todo) or pending[0]:
-        aio_poll(ctx, True)
+        while aio_poll(ctx, False):
+            pass
+        if not submit_due():
+            aio_poll(ctx, True)
     timer_free(timer)
     return results
 

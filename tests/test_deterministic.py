@@ -47,7 +47,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def det():
     deterministic_enable()
     yield
-    deterministic_disable()
+    try:
+        if deterministic_enabled():
+            deterministic_run()     # what a failed test left in flight
+    finally:
+        deterministic_disable()
 
 
 def test_switch_links_the_clocks(det) -> None:

@@ -24,7 +24,8 @@ from block.trace_record import (TraceEntry, blk_request_submit, main,
 from drivers import bdrv_iterate_format
 from util.aio import aio_poll
 from util.deterministic import (deterministic_disable, deterministic_enable,
-                                deterministic_now_ns, deterministic_run)
+                                deterministic_enabled, deterministic_now_ns,
+                                deterministic_run)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QEMU_IO = shutil.which('qemu-io') or '/usr/bin/qemu-io'
@@ -39,7 +40,11 @@ needs_qemu_io = pytest.mark.skipif(not os.access(QEMU_IO, os.X_OK),
 def det():
     deterministic_enable()
     yield
-    deterministic_disable()
+    try:
+        if deterministic_enabled():
+            deterministic_run()     # what a failed test left in flight
+    finally:
+        deterministic_disable()
 
 
 def base_image(path) -> str:

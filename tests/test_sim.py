@@ -15,7 +15,8 @@ from block.trace_record import blk_request_submit
 from drivers import bdrv_iterate_format
 from drivers.sim import sim_disk_log, sim_disk_stats, sim_disks, sim_node
 from util.deterministic import (deterministic_disable, deterministic_enable,
-                                deterministic_now_ns, deterministic_run)
+                                deterministic_enabled, deterministic_now_ns,
+                                deterministic_run)
 
 MS = 10**6
 
@@ -24,7 +25,11 @@ MS = 10**6
 def det():
     deterministic_enable()
     yield
-    deterministic_disable()
+    try:
+        if deterministic_enabled():
+            deterministic_run()     # what a failed test left in flight
+    finally:
+        deterministic_disable()
     assert not sim_disks
 
 

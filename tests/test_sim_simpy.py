@@ -19,7 +19,8 @@ from block.simpy_adapter import SimPyBlock  # noqa: E402
 from drivers import bdrv_iterate_format  # noqa: E402
 from drivers.sim import sim_disks  # noqa: E402
 from util.deterministic import (deterministic_disable,  # noqa: E402
-                                deterministic_now_ns)
+                                deterministic_enabled, deterministic_now_ns,
+                                deterministic_run)
 from util.throttle import THROTTLE_OPS_TOTAL, ThrottleConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +30,11 @@ MS = 10**6
 @pytest.fixture(autouse=True)
 def cleanup():
     yield
-    deterministic_disable()
+    try:
+        if deterministic_enabled():
+            deterministic_run()     # what a failed test left in flight
+    finally:
+        deterministic_disable()
     assert not sim_disks
 
 
