@@ -102,9 +102,11 @@ def blk_new_with_bs(name: str, errp: Errp) -> Optional[BlockBackend]:
 
 def blk_new_open(name: str, filename: Optional[str],
                  reference: Optional[str], options: Optional[dict],
-                 flags: int, errp: Errp) -> Optional[BlockBackend]:
+                 flags: int, errp: Errp,
+                 pret: Optional[list] = None) -> Optional[BlockBackend]:
     """blk_new_with_bs() and bdrv_open() of its node; the options belong to
-    the block layer afterwards, also on failure.
+    the block layer afterwards, also on failure.  pret, if given, receives
+    the negative errno of a failure (the Pythonic front raises with it).
 
     The ``throttling.*`` options are taken here, as QEMU's blockdev_init()
     takes them for -drive, so that every way of opening an image (the
@@ -114,6 +116,8 @@ def blk_new_open(name: str, filename: Optional[str],
     if options:
         throttling = throttle_groups.extract_throttle_options(options, errp)
         if throttling is None:
+            if pret is not None:
+                pret[0] = -errno.EINVAL
             return None
 
     blk = blk_new_with_bs(name, errp)
@@ -123,6 +127,8 @@ def blk_new_open(name: str, filename: Optional[str],
     pbs = [blk.bs]
     ret = core.bdrv_open(pbs, filename, reference, options, flags, errp)
     if ret < 0:
+        if pret is not None:
+            pret[0] = ret
         blk_unref(blk)
         return None
     group, cfg = throttling

@@ -266,15 +266,13 @@ def open_image(path_or_options: Union[str, os.PathLike, dict],
     if fmt is not None:
         opts['driver'] = fmt
 
-    # blk_new_open(), keeping the return value for the errno
-    errp = [None]
-    blk = block_backend.blk_new_with_bs(_new_name(), errp)
-    ret = core.bdrv_open([blk.bs], filename, None, opts, flags, errp)
-    if ret < 0:
-        block_backend.blk_unref(blk)
+    errp, pret = [None], [0]
+    blk = block_backend.blk_new_open(_new_name(), filename, None, opts,
+                                     flags, errp, pret)
+    if blk is None:
         err = errp[0]
         # the errno the message was made from; a layer above may return
         # another one (-EINVAL when the file child cannot be opened)
-        raise OSError(err.errno or -ret, err.msg)
+        raise OSError(err.errno or -pret[0], err.msg)
     block_backend.blk_set_enable_write_cache(blk, not pwritethrough[0])
     return Image(blk)

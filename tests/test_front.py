@@ -352,3 +352,18 @@ def test_close(path):
     # the file is closed, the node gone
     assert not core.graph_bdrv_states or all(
         bs.filename != path for bs in core.graph_bdrv_states)
+
+
+def test_open_image_takes_throttling_options():
+    """The -drive style throttling.* options work through the front, and a
+    refused combination is an OSError with QEMU's message."""
+    with open_image('null-co://', fmt='null-co',
+                    **{'throttling.iops-total': 1000}) as img:
+        assert img.bs.throttle_state is not None
+        assert len(img.read(0, 512)) == 512
+    with pytest.raises(OSError) as info:
+        open_image('null-co://', fmt='null-co',
+                   **{'throttling.iops-total': 10,
+                      'throttling.iops-read': 1})
+    assert info.value.errno == errno.EINVAL
+    assert 'total values and read/write values' in str(info.value)
