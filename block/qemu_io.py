@@ -613,13 +613,6 @@ def qemu_io_main(argv: list[str]) -> int:
     fmt = None
     force_share = False
 
-    # C's defaults, which Python changes: SIGINT kills, SIGXFSZ dumps core;
-    # SIGPIPE stays ignored, as qemu-io ignores it
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-    # output through C-like stdio, so that stray prints keep their place
-    sys.stdout = c_stdout
-
     error_init(argv[0])
 
     getopt = Getopt(argv, sopt, lopt)
@@ -726,11 +719,27 @@ def main(argv: Optional[list[str]] = None) -> int:
     program, with stdout flushed."""
     if argv is None:
         argv = [PROGNAME] + sys.argv[1:]
+    # C's defaults, which Python changes: SIGINT kills, SIGXFSZ dumps core
+    # (SIGPIPE stays ignored, as qemu-io ignores it); output goes through
+    # C-like stdio, so that stray prints keep their place.  All of it is
+    # put back for a caller in the same process.
+    saved = (signal.signal(signal.SIGINT, signal.SIG_DFL),
+             signal.signal(signal.SIGXFSZ, signal.SIG_DFL),
+             signal.pthread_sigmask(signal.SIG_BLOCK, ()), sys.stdout)
+    sys.stdout = c_stdout
     try:
         status = qemu_io_main(argv)
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else 1
-    fflush_stdout()
+    finally:
+        fflush_stdout()
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGXFSZ, saved[1])
+        # QEMU's signalfd consumes the blocked signals raised meanwhile
+        for sig in signal.sigpending() - saved[2]:
+            signal.sigtimedwait((sig,), 0)
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved[2])
+        sys.stdout = saved[3]
     return status
 
 
