@@ -29,6 +29,7 @@ from block.block_int import (BDRV_O_NO_FLUSH, BDRV_O_NOCACHE, BDRV_O_RDWR,
                              BDRV_REQ_FUA, BDRV_REQ_MAY_UNMAP,
                              BDRV_REQUEST_MAX_SECTORS, BDRV_SECTOR_BITS,
                              BDRV_SECTOR_SIZE, BlockDriverInfo, INT_MAX)
+from block.qapi import bdrv_get_specific_info, bdrv_image_info_specific_dump
 from util.aio import aio_poll, aio_timer_new, qemu_get_aio_context
 from util.coroutine import qemu_coroutine_create, qemu_coroutine_enter
 from util.cutils import (Getopt, c_stderr_write, c_stdout, fflush_stdout,
@@ -1361,6 +1362,7 @@ length_cmd = cmdinfo_t(
 def info_f(blk, argv: list[str]) -> int:
     bs = bb.blk_bs(blk)
     bdi = BlockDriverInfo()
+    local_err = [None]
 
     if bs.drv and bs.drv.format_name:
         printf("format name: %s\n", bs.drv.format_name)
@@ -1377,8 +1379,14 @@ def info_f(blk, argv: list[str]) -> int:
     printf("cluster size: %s\n", s1)
     printf("vm state offset: %s\n", s2)
 
-    # The "Format specific information:" block needs the drivers'
-    # ImageInfoSpecific (bdrv_get_specific_info), which no driver here has.
+    spec_info = bdrv_get_specific_info(bs, local_err)
+    if local_err[0]:
+        error_report_err(local_err[0])
+        return -errno.EIO
+    if spec_info:
+        printf("Format specific information:\n")
+        bdrv_image_info_specific_dump(spec_info)
+
     return 0
 
 
