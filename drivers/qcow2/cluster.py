@@ -1054,13 +1054,14 @@ def discard_single_l2(bs, offset: int, nb_clusters: int, type: int,
         # on v3 images (v2 would need a zero-filled write).  That is so
         # already for zero clusters and for unallocated ones without a
         # backing file.  With full_discard the area must fall through to
-        # the backing file instead.
+        # the backing file instead.  A zero cluster that keeps its
+        # allocation gives it up, as since QEMU 2.10.
         cluster_type = qcow2_get_cluster_type(old_l2_entry)
         if cluster_type == QCOW2_CLUSTER_UNALLOCATED:
             if full_discard or not bs.backing:
                 continue
         elif cluster_type == QCOW2_CLUSTER_ZERO:
-            if not full_discard:
+            if not full_discard and not (old_l2_entry & L2E_OFFSET_MASK):
                 continue
 
         # First remove L2 entries
@@ -1084,9 +1085,11 @@ def qcow2_discard_clusters(bs, offset: int, nb_sectors: int, type: int,
 
     end_offset = offset + (nb_sectors << BDRV_SECTOR_BITS)
 
-    # Round start up and end down
+    # Round start up and end down; the partial cluster at the end of an
+    # image whose size is not cluster aligned counts whole (QEMU 2.10)
     offset = align_offset(offset, s.cluster_size)
-    end_offset = start_of_cluster(s, end_offset)
+    if end_offset != bs.total_sectors << BDRV_SECTOR_BITS:
+        end_offset = start_of_cluster(s, end_offset)
 
     if offset > end_offset:
         return 0
@@ -1153,8 +1156,12 @@ def zero_single_l2(bs, offset: int, nb_clusters: int, flags: int) -> int:
 def qcow2_zero_clusters(bs, offset: int, nb_sectors: int, flags: int) -> int:
     s = bs.opaque
 
-    # The zero flag is only supported by version 3 and newer
+    # The zero flag is only supported by version 3 and newer; without a
+    # backing file a discard reads as zeroes too (QEMU 2.10)
     if s.qcow_version < 3:
+        if not bs.backing:
+            return qcow2_discard_clusters(bs, offset, nb_sectors,
+                                          QCOW2_DISCARD_REQUEST, False)
         return -errno.ENOTSUP
 
     # Each L2 table is handled by its own loop iteration

@@ -13,9 +13,13 @@ user or for safety:
   a cipher this port does not have);
 - creation takes compat=v2/v3 too, and words its errors as 7.2;
 - write_zeroes honours BDRV_REQ_MAY_UNMAP (freeing the clusters, as QEMU
-  2.10 does);
+  2.10 does), and makes a zero cluster of a partly covered cluster whose
+  rest reads as zeroes (QEMU 2.7);
 - discard on a version 2 image with a backing file does nothing, rather
-  than expose the backing file's data (QEMU 5.0);
+  than expose the backing file's data (QEMU 5.0); discard frees zero
+  clusters that kept their allocation, and takes the partial cluster at
+  the end of the image (2.10); write_zeroes on a version 2 image without
+  a backing file discards (2.10);
 - bdrv_get_specific_info also reports compression-type and extended-l2,
   which 7.2's qemu-img info prints.
 """
@@ -1692,17 +1696,68 @@ def qcow2_create(filename: str, opts, errp: Errp) -> int:
     return ret
 
 
+def is_zero_sectors(bs, start: int, count: int) -> bool:
+    """Do count sectors from start read as zeroes (the image end counts as
+    zeroes)?"""
+    pnum = [0]
+    file = [None]
+
+    if start + count > bs.total_sectors:
+        count = bs.total_sectors - start
+
+    if not count:
+        return True
+    res = io.bdrv_get_block_status_above(bs, None, start, count, pnum, file)
+    return res >= 0 and bool(res & BDRV_BLOCK_ZERO) and pnum[0] == count
+
+
 @coroutine_fn
 def qcow2_co_write_zeroes(bs, sector_num: int, nb_sectors: int,
                           flags: int) -> int:
-    s = bs.opaque
+    """Zero clusters (v3).  A cluster the request covers in part still
+    becomes a zero cluster if the rest of it reads as zeroes already, as
+    in QEMU 2.7; otherwise the block layer writes zeroes (-ENOTSUP).
 
-    # Emulate misaligned zero writes
-    if sector_num % s.cluster_sectors or nb_sectors % s.cluster_sectors:
-        return -errno.ENOTSUP
+    2.7's block layer sends the unaligned head and tail of every request
+    apart; the seed's only splits requests longer than a cluster, so a
+    request here may cover parts of two clusters: both are checked."""
+    s = bs.opaque
+    cs = s.cluster_sectors
+
+    head = sector_num % cs
+    tail = (sector_num + nb_sectors) % cs
+    if sector_num + nb_sectors == bs.total_sectors:
+        tail = 0
+
+    if head or tail:
+        start = sector_num - head
+        end = sector_num + nb_sectors + (-tail % cs)
+
+        # check whether the rest of the clusters reads as zeroes already
+        if not (is_zero_sectors(bs, start, head) and
+                is_zero_sectors(bs, sector_num + nb_sectors,
+                                -tail % cs)):
+            return -errno.ENOTSUP
+
+        qemu_co_mutex_lock(s.lock)
+        # a write may have allocated the clusters since the check
+        partial = {start} if head else set()
+        if tail:
+            partial.add(end - cs)
+        for cl_start in partial:
+            nr = [cs]
+            off = [0]
+            ret = cluster.qcow2_get_cluster_offset(bs, cl_start << 9, nr,
+                                                   off)
+            if ret not in (QCOW2_CLUSTER_UNALLOCATED, QCOW2_CLUSTER_ZERO):
+                qemu_co_mutex_unlock(s.lock)
+                return -errno.ENOTSUP
+        sector_num = start
+        nb_sectors = min(end, bs.total_sectors) - start
+    else:
+        qemu_co_mutex_lock(s.lock)
 
     # Whatever is left can use real zero clusters
-    qemu_co_mutex_lock(s.lock)
     ret = cluster.qcow2_zero_clusters(bs, sector_num << BDRV_SECTOR_BITS,
                                       nb_sectors, flags)
     qemu_co_mutex_unlock(s.lock)
