@@ -708,6 +708,52 @@ def test_check_and_repair_corruption(tmp_path):
     assert "Pattern verification failed" not in out
 
 
+# --- internal snapshots (made by the real qemu-img) ---------------------------
+
+def test_internal_snapshots(tmp_path):
+    """Clusters and L2 tables shared with a snapshot have refcount 2: a
+    write copies them (COW of data clusters and of L2 tables) and the
+    snapshot keeps its data."""
+    path = tmp_path / "t.qcow2"
+    qemu_img_create(path, 2 * MiB, cluster_size=4096)
+    qemu_io(path, "write -P 1 0 1M")
+    qemu_img("snapshot", "-c", "snap1", str(path))
+    qemu_io(path, "write -P 2 512k 4k")
+    qemu_img("snapshot", "-c", "snap2", str(path))
+
+    with open_image(str(path), fmt="qcow2") as img:
+        sn_tab = [None]
+        assert img.bs.drv.bdrv_snapshot_list(img.bs, sn_tab) == 2
+        assert [(sn.id_str, sn.name) for sn in sn_tab[0]] == \
+            [("1", "snap1"), ("2", "snap2")]
+        img.write(0, b"\x03" * 8192)
+        img.write(512 * KiB + 1000, b"\x04" * 100)
+        img.write_zeroes(256 * KiB, 64 * KiB)
+        img.discard(300 * KiB, 64 * KiB)
+        img.write(1536 * KiB, b"\x05" * 4096)
+    assert_clean(path)
+    res = port_check(path)
+    theirs = image_check(path)
+    assert (res.corruptions, res.leaks, res.image_end_offset) == \
+        (0, 0, theirs["image-end-offset"])
+
+    expected = bytearray(2 * MiB)
+    expected[:MiB] = b"\x01" * MiB
+    snap1 = bytes(expected)
+    expected[512 * KiB:516 * KiB] = b"\x02" * 4096
+    snap2 = bytes(expected)
+    expected[:8192] = b"\x03" * 8192
+    expected[512 * KiB + 1000:512 * KiB + 1100] = b"\x04" * 100
+    expected[256 * KiB:364 * KiB] = bytes(108 * KiB)
+    expected[1536 * KiB:1540 * KiB] = b"\x05" * 4096
+    assert raw_contents(path, tmp_path) == bytes(expected)
+    for name, contents in (("snap1", snap1), ("snap2", snap2)):
+        out = tmp_path / (name + ".raw")
+        qemu_img("convert", "-l", "snapshot.name=" + name, "-O", "raw",
+                 str(path), str(out))
+        assert out.read_bytes() == contents
+
+
 # --- the rest of the driver interface ----------------------------------------
 
 def test_get_info_and_specific_info(tmp_path):

@@ -2038,6 +2038,7 @@ class BdrvQcow2(BlockDriver):
     bdrv_truncate = staticmethod(qcow2_truncate)
     bdrv_write_compressed = staticmethod(qcow2_write_compressed)
 
+    bdrv_snapshot_list = staticmethod(snapshot.qcow2_snapshot_list)
     bdrv_get_info = staticmethod(qcow2_get_info)
     bdrv_get_specific_info = staticmethod(qcow2_get_specific_info)
 

@@ -1,6 +1,6 @@
-"""Reading the internal snapshot table: the part of QEMU's
-block/qcow2-snapshot.c (v2.5.0) that opening and checking an image need.
-Creating, applying and deleting snapshots are not ported.
+"""Reading and listing the internal snapshot table: the part of QEMU's
+block/qcow2-snapshot.c (v2.5.0) that opening, checking and `qemu-img info`
+need.  Creating, applying and deleting snapshots are not ported.
 """
 
 from __future__ import annotations
@@ -12,6 +12,21 @@ from block.block_int import BDRV_SECTOR_SIZE
 from drivers.qcow2.qcow2_h import (INT_MAX, QCOW_MAX_SNAPSHOTS_SIZE,
                                    QCowSnapshot, QCowSnapshotExtraData,
                                    QCowSnapshotHeader, align_offset)
+
+
+class QEMUSnapshotInfo:
+    """include/block/snapshot.h's QEMUSnapshotInfo (it belongs to a
+    block/snapshot.py, which this port does not have yet)."""
+    __slots__ = ("id_str", "name", "vm_state_size", "date_sec", "date_nsec",
+                 "vm_clock_nsec")
+
+    def __init__(self) -> None:
+        self.id_str = ""
+        self.name = ""
+        self.vm_state_size = 0
+        self.date_sec = 0
+        self.date_nsec = 0
+        self.vm_clock_nsec = 0
 
 
 def qcow2_free_snapshots(bs) -> None:
@@ -83,3 +98,27 @@ def qcow2_read_snapshots(bs) -> int:
     assert offset - s.snapshots_offset <= INT_MAX
     s.snapshots_size = offset - s.snapshots_offset
     return 0
+
+
+def qcow2_snapshot_list(bs, psn_tab: list) -> int:
+    """psn_tab[0] gets a list of QEMUSnapshotInfo (None if there are no
+    snapshots); returns their number."""
+    s = bs.opaque
+
+    if not s.nb_snapshots:
+        psn_tab[0] = None
+        return s.nb_snapshots
+
+    sn_tab = []
+    for sn in s.snapshots:
+        sn_info = QEMUSnapshotInfo()
+        # C copies into char[128] and char[256]
+        sn_info.id_str = sn.id_str[:127]
+        sn_info.name = sn.name[:255]
+        sn_info.vm_state_size = sn.vm_state_size
+        sn_info.date_sec = sn.date_sec
+        sn_info.date_nsec = sn.date_nsec
+        sn_info.vm_clock_nsec = sn.vm_clock_nsec
+        sn_tab.append(sn_info)
+    psn_tab[0] = sn_tab
+    return s.nb_snapshots
