@@ -708,7 +708,7 @@ def test_check_and_repair_corruption(tmp_path):
     assert "Pattern verification failed" not in out
 
 
-# --- internal snapshots (made by the real qemu-img) ---------------------------
+# --- internal snapshots (made by the real qemu-img) --------------------------
 
 def test_internal_snapshots(tmp_path):
     """Clusters and L2 tables shared with a snapshot have refcount 2: a
