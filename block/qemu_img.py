@@ -2375,8 +2375,6 @@ def bench_cb(b: BenchData, ret: int) -> None:
             if b.drain_on_flush:
                 return
 
-    # QEMU hands the first of the nrreq vectors to every request
-    qiov = b.qiov[0]
     while b.n > b.in_flight and b.in_flight < b.nrreq:
         offset = b.offset
         # count the request and move on before submitting it: blk_aio_*
@@ -2384,10 +2382,11 @@ def bench_cb(b: BenchData, ret: int) -> None:
         b.in_flight += 1
         b.offset += b.step
         b.offset %= b.image_size
+        # (QEMU hands the first of the nrreq vectors to every request)
         if b.write:
-            bb.blk_aio_pwritev(b.blk, offset, qiov, 0, bench_cb, b)
+            bb.blk_aio_pwritev(b.blk, offset, b.qiov[0], 0, bench_cb, b)
         else:
-            bb.blk_aio_preadv(b.blk, offset, qiov, 0, bench_cb, b)
+            bb.blk_aio_preadv(b.blk, offset, b.qiov[0], 0, bench_cb, b)
 
 
 def _strtoul_arg(optarg: str, limit: int) -> Optional[int]:
