@@ -925,3 +925,45 @@ def test_overlap_check_stops_metadata_overwrite(tmp_path):
         assert e.value.errno == errno.EIO
     info = json.loads(qemu_img("info", "--output=json", str(path)).stdout)
     assert info["format-specific"]["data"]["corrupt"] is True
+
+
+# --- I/O errors (iotest 026's events, through blkdebug) ----------------------
+
+@pytest.mark.parametrize("once", ["on", "off"])
+@pytest.mark.parametrize("event", [
+    "l1_update", "l2_update", "l2_alloc_write", "write_aio", "cow_write",
+    "refblock_update_part", "refblock_alloc", "refblock_alloc_hookup",
+    "refblock_alloc_write", "cluster_alloc", "cluster_free",
+    "l1_grow_alloc_table", "l1_grow_write_table", "l1_grow_activate_table"])
+def test_error_injection(tmp_path, event, once):
+    """An I/O error at any step of an allocating write or a resize fails
+    the request and may leak clusters, but never corrupts the image."""
+    path = tmp_path / "t.qcow2"
+    # small clusters and refcount blocks, but COW needs writes smaller
+    # than a cluster
+    qemu_img_create(path, MiB, refcount_bits=64,
+                    cluster_size=4096 if event == "cow_write" else 512)
+    conf = tmp_path / "bd.conf"
+    conf.write_text('[inject-error]\nevent = "%s"\nerrno = "5"\n'
+                    'once = "%s"\n' % (event, once))
+    results = []
+    with open_image("blkdebug:%s:%s" % (conf, path), fmt="qcow2") as img:
+        for op in [lambda: img.write(0, b"\x5a" * 128 * KiB),
+                   lambda: img.write(200 * KiB, b"\xa5" * KiB),
+                   img.flush,
+                   lambda: block_backend.blk_truncate(img.blk, 64 * MiB),
+                   lambda: img.write(63 * MiB, b"\x01" * 512),
+                   img.flush]:
+            try:
+                ret = op()
+                results.append(ret is None or ret >= 0)
+            except OSError as e:
+                assert e.errno == errno.EIO
+                results.append(False)
+    assert not all(results)
+    res = image_check(path)
+    assert (res["corruptions"], res["check-errors"]) == (0, 0), res
+    # written and flushed: it must be there
+    with open_image(str(path), fmt="qcow2") as img:
+        if results[0] and results[2]:
+            assert img.read(0, 128 * KiB) == b"\x5a" * 128 * KiB

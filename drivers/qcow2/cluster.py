@@ -621,6 +621,15 @@ def qcow2_alloc_cluster_link_l2(bs, m: QCowL2Meta) -> int:
     return 0
 
 
+def qcow2_alloc_cluster_abort(bs, m: QCowL2Meta) -> None:
+    """Free the clusters of an allocation that will not be linked into the
+    L2 table (QEMU 2.11)."""
+    s = bs.opaque
+    refcount.qcow2_free_clusters(bs, m.alloc_offset,
+                                 m.nb_clusters << s.cluster_bits,
+                                 QCOW2_DISCARD_NEVER)
+
+
 def count_cow_clusters(s, nb_clusters: int, l2_table, l2_index: int) -> int:
     """The number of clusters from l2_index on that an allocating write can
     use but that need COW (unallocated ones read from the backing file)."""

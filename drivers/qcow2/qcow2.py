@@ -20,6 +20,7 @@ user or for safety:
   clusters that kept their allocation, and takes the partial cluster at
   the end of the image (2.10); write_zeroes on a version 2 image without
   a backing file discards (2.10);
+- the clusters of an allocating write that fails are freed (2.11);
 - bdrv_get_specific_info also reports compression-type and extended-l2,
   which 7.2's qemu-img info prints.
 """
@@ -1205,6 +1206,13 @@ def qcow2_co_writev(bs, sector_num: int, remaining_sectors: int,
         trace_qcow2_writev_done_part(qemu_coroutine_self(), n)
     else:
         ret = 0
+
+    # Allocations whose write failed are never linked: free their
+    # clusters rather than leak them (QEMU 2.11)
+    m = l2meta[0]
+    while m is not None:
+        cluster.qcow2_alloc_cluster_abort(bs, m)
+        m = m.next
 
     qemu_co_mutex_unlock(s.lock)
 
