@@ -967,3 +967,43 @@ def test_error_injection(tmp_path, event, once):
     with open_image(str(path), fmt="qcow2") as img:
         if results[0] and results[2]:
             assert img.read(0, 128 * KiB) == b"\x5a" * 128 * KiB
+
+
+def test_cache_lru(tmp_path):
+    """A miss replaces the unreferenced table put back longest ago; the
+    clean timer drops tables unused since its last run."""
+    path = tmp_path / "t.qcow2"
+    qemu_img_create(path, MiB, cluster_size=4096)
+    with open_image(str(path), fmt="qcow2", l2_cache_size=3 * 4096) as img:
+        bs = img.bs
+        c = bs.opaque.l2_table_cache
+        assert c.size == 3
+
+        def get(offset):
+            table = [None]
+            assert cache.qcow2_cache_get(bs, c, offset, table) == 0
+            return table
+
+        a, b, d = get(0x1000), get(0x2000), get(0x3000)
+        cache.qcow2_cache_put(bs, c, b)
+        cache.qcow2_cache_put(bs, c, a)
+        cache.qcow2_cache_put(bs, c, d)
+        e = get(0x4000)                 # replaces 0x2000, put first
+        assert set(c.lookup) == {0x1000, 0x3000, 0x4000}
+        cache.qcow2_cache_put(bs, c, e)
+        a = get(0x1000)                 # a hit
+        get_e = get(0x5000)             # replaces 0x3000
+        assert set(c.lookup) == {0x1000, 0x4000, 0x5000}
+        cache.qcow2_cache_put(bs, c, a)
+        cache.qcow2_cache_put(bs, c, get_e)
+
+        # the timer's first run keeps everything: all was used since 0
+        cache.qcow2_cache_clean_unused(bs, c)
+        assert set(c.lookup) == {0x1000, 0x4000, 0x5000}
+        a = get(0x1000)
+        cache.qcow2_cache_put(bs, c, a)
+        cache.qcow2_cache_clean_unused(bs, c)
+        assert set(c.lookup) == {0x1000}
+        b = get(0x2000)                 # takes a cleaned entry
+        assert set(c.lookup) == {0x1000, 0x2000}
+        cache.qcow2_cache_put(bs, c, b)

@@ -5,16 +5,20 @@ A table is one cluster as a bytearray, handed out by qcow2_cache_get() and
 given back by qcow2_cache_put().  As in C, `table` arguments are one-element
 lists (C: void **table) so that put can clear the caller's reference.
 
-The C cache finds an entry by probing from a hash of the offset; here a dict
-from offset to entry index does it (entries with offset 0 are free and not in
-the dict), and a second dict maps a table back to its index (C does pointer
-arithmetic on table_array).  Eviction picks the least recently used
-unreferenced entry as the C does.
+The C cache finds an entry by probing from a hash of the offset, and on a
+miss scans every entry for the unreferenced one with the lowest lru_counter;
+both cost too much in Python for caches of thousands of small tables.  Here
+a dict from offset to entry index finds an entry (entries with offset 0 are
+free and not in the dict), and an ordered dict keeps the unreferenced
+entries in the order of their lru_counter, so the victim is its first one.
+A third dict maps a table back to its index (C does pointer arithmetic on
+table_array).
 """
 
 from __future__ import annotations
 
 import errno
+from collections import OrderedDict
 from typing import Optional
 
 from block import io
@@ -53,7 +57,7 @@ class Qcow2CachedTable:
 class Qcow2Cache:
     __slots__ = ("entries", "depends", "size", "depends_on_flush",
                  "table_array", "lru_counter", "cache_clean_lru_counter",
-                 "lookup", "table_idx")
+                 "lookup", "lru", "table_idx")
 
     def __init__(self, num_tables: int, cluster_size: int) -> None:
         self.entries = [Qcow2CachedTable() for _ in range(num_tables)]
@@ -66,6 +70,9 @@ class Qcow2Cache:
         self.cache_clean_lru_counter = 0
         # offset -> index of the entry caching it (C: linear probing)
         self.lookup: dict[int, int] = {}
+        # the entries with ref 0, lowest lru_counter first (C: a scan)
+        self.lru: OrderedDict[int, None] = OrderedDict.fromkeys(
+            range(num_tables))
         # id(table) -> index (C: pointer arithmetic on table_array)
         self.table_idx = {id(t): i for i, t in enumerate(self.table_array)}
 
@@ -111,6 +118,7 @@ def qcow2_cache_clean_unused(bs, c: Qcow2Cache) -> None:
         while i < c.size and can_clean_entry(c, i):
             _set_entry_offset(c, i, 0)
             c.entries[i].lru_counter = 0
+            c.lru.move_to_end(i, last=False)
             i += 1
             to_clean += 1
 
@@ -244,6 +252,7 @@ def qcow2_cache_empty(bs, c: Qcow2Cache) -> int:
         assert t.ref == 0
         _set_entry_offset(c, i, 0)
         t.lru_counter = 0
+    c.lru = OrderedDict.fromkeys(range(c.size))
 
     qcow2_cache_table_release(bs, c, 0, c.size)
 
@@ -260,20 +269,11 @@ def qcow2_cache_do_get(bs, c: Qcow2Cache, offset: int, table: list,
 
     i = c.lookup.get(offset)
     if i is None:
-        # Cache miss: write a table back and replace it
-        min_lru_counter = None
-        min_lru_index = -1
-        for j, t in enumerate(c.entries):
-            if t.ref == 0 and (min_lru_counter is None or
-                               t.lru_counter < min_lru_counter):
-                min_lru_counter = t.lru_counter
-                min_lru_index = j
-
-        # every table referenced: cannot happen while each request holds
-        # at most two tables, and the caches have at least two entries
-        assert min_lru_index != -1, "qcow2 cache: no free entry"
-
-        i = min_lru_index
+        # Cache miss: write a table back and replace it.  Every table
+        # referenced cannot happen while each request holds at most two
+        # tables, and the caches have at least two entries.
+        assert c.lru, "qcow2 cache: no free entry"
+        i = next(iter(c.lru))
         trace_qcow2_cache_get_replace_entry(qemu_coroutine_self(),
                                             c is s.l2_table_cache, i)
 
@@ -296,7 +296,10 @@ def qcow2_cache_do_get(bs, c: Qcow2Cache, offset: int, table: list,
 
         _set_entry_offset(c, i, offset)
 
-    c.entries[i].ref += 1
+    entry = c.entries[i]
+    if entry.ref == 0:
+        del c.lru[i]
+    entry.ref += 1
     table[0] = qcow2_cache_get_table_addr(bs, c, i)
 
     trace_qcow2_cache_get_done(qemu_coroutine_self(),
@@ -323,6 +326,7 @@ def qcow2_cache_put(bs, c: Qcow2Cache, table: list) -> None:
     if entry.ref == 0:
         c.lru_counter += 1
         entry.lru_counter = c.lru_counter
+        c.lru[i] = None
 
     assert entry.ref >= 0
 
