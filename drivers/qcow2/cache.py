@@ -22,8 +22,8 @@ from collections import OrderedDict
 from typing import Optional
 
 from block import io
-from block.block_int import BLKDBG_EVENT, BLKDBG_L2_LOAD, \
-    BLKDBG_L2_UPDATE, BLKDBG_REFBLOCK_UPDATE_PART
+from block.block_int import (BLKDBG_EVENT, BLKDBG_L2_LOAD, BLKDBG_L2_UPDATE,
+                             BLKDBG_REFBLOCK_UPDATE_PART, BlockDriverState)
 from block.trace import trace_event_register
 from drivers.qcow2 import refcount
 from drivers.qcow2.qcow2_h import QCOW2_OL_ACTIVE_L2, QCOW2_OL_REFCOUNT_BLOCK
@@ -77,11 +77,13 @@ class Qcow2Cache:
         self.table_idx = {id(t): i for i, t in enumerate(self.table_array)}
 
 
-def qcow2_cache_get_table_addr(bs, c: Qcow2Cache, table: int) -> bytearray:
+def qcow2_cache_get_table_addr(bs: BlockDriverState, c: Qcow2Cache,
+                               table: int) -> bytearray:
     return c.table_array[table]
 
 
-def qcow2_cache_get_table_idx(bs, c: Qcow2Cache, table: bytearray) -> int:
+def qcow2_cache_get_table_idx(bs: BlockDriverState, c: Qcow2Cache,
+                              table: bytearray) -> int:
     return c.table_idx[id(table)]
 
 
@@ -95,7 +97,7 @@ def _set_entry_offset(c: Qcow2Cache, i: int, offset: int) -> None:
         c.lookup[offset] = i
 
 
-def qcow2_cache_table_release(bs, c: Qcow2Cache, i: int,
+def qcow2_cache_table_release(bs: BlockDriverState, c: Qcow2Cache, i: int,
                               num_tables: int) -> None:
     """C gives the memory of unused tables back with madvise(DONTNEED);
     with one bytearray per table there is nothing worth releasing."""
@@ -107,7 +109,7 @@ def can_clean_entry(c: Qcow2Cache, i: int) -> bool:
             t.lru_counter <= c.cache_clean_lru_counter)
 
 
-def qcow2_cache_clean_unused(bs, c: Qcow2Cache) -> None:
+def qcow2_cache_clean_unused(bs: BlockDriverState, c: Qcow2Cache) -> None:
     i = 0
     while i < c.size:
         to_clean = 0
@@ -128,12 +130,12 @@ def qcow2_cache_clean_unused(bs, c: Qcow2Cache) -> None:
     c.cache_clean_lru_counter = c.lru_counter
 
 
-def qcow2_cache_create(bs, num_tables: int) -> Qcow2Cache:
+def qcow2_cache_create(bs: BlockDriverState, num_tables: int) -> Qcow2Cache:
     s = bs.opaque
     return Qcow2Cache(num_tables, s.cluster_size)
 
 
-def qcow2_cache_destroy(bs, c: Qcow2Cache) -> int:
+def qcow2_cache_destroy(bs: BlockDriverState, c: Qcow2Cache) -> int:
     for t in c.entries:
         assert t.ref == 0
     c.table_array = []
@@ -142,7 +144,7 @@ def qcow2_cache_destroy(bs, c: Qcow2Cache) -> int:
     return 0
 
 
-def qcow2_cache_flush_dependency(bs, c: Qcow2Cache) -> int:
+def qcow2_cache_flush_dependency(bs: BlockDriverState, c: Qcow2Cache) -> int:
     ret = qcow2_cache_flush(bs, c.depends)
     if ret < 0:
         return ret
@@ -152,7 +154,8 @@ def qcow2_cache_flush_dependency(bs, c: Qcow2Cache) -> int:
     return 0
 
 
-def qcow2_cache_entry_flush(bs, c: Qcow2Cache, i: int) -> int:
+def qcow2_cache_entry_flush(bs: BlockDriverState, c: Qcow2Cache,
+                            i: int) -> int:
     s = bs.opaque
     ret = 0
     entry = c.entries[i]
@@ -202,7 +205,7 @@ def qcow2_cache_entry_flush(bs, c: Qcow2Cache, i: int) -> int:
     return 0
 
 
-def qcow2_cache_flush(bs, c: Qcow2Cache) -> int:
+def qcow2_cache_flush(bs: BlockDriverState, c: Qcow2Cache) -> int:
     s = bs.opaque
     result = 0
 
@@ -221,7 +224,7 @@ def qcow2_cache_flush(bs, c: Qcow2Cache) -> int:
     return result
 
 
-def qcow2_cache_set_dependency(bs, c: Qcow2Cache,
+def qcow2_cache_set_dependency(bs: BlockDriverState, c: Qcow2Cache,
                                dependency: Qcow2Cache) -> int:
     """Make c's tables wait for dependency's tables to reach the disk."""
     if dependency.depends:
@@ -243,7 +246,7 @@ def qcow2_cache_depends_on_flush(c: Qcow2Cache) -> None:
     c.depends_on_flush = True
 
 
-def qcow2_cache_empty(bs, c: Qcow2Cache) -> int:
+def qcow2_cache_empty(bs: BlockDriverState, c: Qcow2Cache) -> int:
     ret = qcow2_cache_flush(bs, c)
     if ret < 0:
         return ret
@@ -260,8 +263,8 @@ def qcow2_cache_empty(bs, c: Qcow2Cache) -> int:
     return 0
 
 
-def qcow2_cache_do_get(bs, c: Qcow2Cache, offset: int, table: list,
-                       read_from_disk: bool) -> int:
+def qcow2_cache_do_get(bs: BlockDriverState, c: Qcow2Cache, offset: int,
+                       table: list, read_from_disk: bool) -> int:
     s = bs.opaque
 
     trace_qcow2_cache_get(qemu_coroutine_self(), c is s.l2_table_cache,
@@ -307,16 +310,17 @@ def qcow2_cache_do_get(bs, c: Qcow2Cache, offset: int, table: list,
     return 0
 
 
-def qcow2_cache_get(bs, c: Qcow2Cache, offset: int, table: list) -> int:
+def qcow2_cache_get(bs: BlockDriverState, c: Qcow2Cache, offset: int,
+                    table: list) -> int:
     return qcow2_cache_do_get(bs, c, offset, table, True)
 
 
-def qcow2_cache_get_empty(bs, c: Qcow2Cache, offset: int,
+def qcow2_cache_get_empty(bs: BlockDriverState, c: Qcow2Cache, offset: int,
                           table: list) -> int:
     return qcow2_cache_do_get(bs, c, offset, table, False)
 
 
-def qcow2_cache_put(bs, c: Qcow2Cache, table: list) -> None:
+def qcow2_cache_put(bs: BlockDriverState, c: Qcow2Cache, table: list) -> None:
     i = c.table_idx[id(table[0])]
     entry = c.entries[i]
 
@@ -331,7 +335,8 @@ def qcow2_cache_put(bs, c: Qcow2Cache, table: list) -> None:
     assert entry.ref >= 0
 
 
-def qcow2_cache_entry_mark_dirty(bs, c: Qcow2Cache, table) -> None:
+def qcow2_cache_entry_mark_dirty(bs: BlockDriverState, c: Qcow2Cache,
+                                 table) -> None:
     i = c.table_idx[id(table)]
     assert c.entries[i].offset != 0
     c.entries[i].dirty = True

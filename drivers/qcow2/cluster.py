@@ -15,15 +15,15 @@ import struct
 import zlib
 
 from block import io
-from block.block_int import (BDRV_SECTOR_BITS, BDRV_SECTOR_MASK,
-                             BDRV_SECTOR_SIZE, BLKDBG_COW_READ,
-                             BLKDBG_COW_WRITE, BLKDBG_EVENT,
+from block.block_int import (BDRV_REQ_MAY_UNMAP, BDRV_SECTOR_BITS,
+                             BDRV_SECTOR_MASK, BDRV_SECTOR_SIZE,
+                             BLKDBG_COW_READ, BLKDBG_COW_WRITE, BLKDBG_EVENT,
                              BLKDBG_L1_GROW_ACTIVATE_TABLE,
                              BLKDBG_L1_GROW_ALLOC_TABLE,
                              BLKDBG_L1_GROW_WRITE_TABLE, BLKDBG_L1_UPDATE,
                              BLKDBG_L2_ALLOC_COW_READ, BLKDBG_L2_ALLOC_WRITE,
                              BLKDBG_L2_UPDATE_COMPRESSED,
-                             BLKDBG_READ_COMPRESSED, BDRV_REQ_MAY_UNMAP)
+                             BLKDBG_READ_COMPRESSED, BlockDriverState)
 from block.trace import trace_event_register
 from drivers.qcow2 import cache, qcow2, refcount
 from drivers.qcow2.qcow2_h import (
@@ -72,7 +72,8 @@ _unpack_be64 = be64.unpack_from
 _pack_be64 = be64.pack_into
 
 
-def qcow2_grow_l1_table(bs, min_size: int, exact_size: bool) -> int:
+def qcow2_grow_l1_table(bs: BlockDriverState, min_size: int,
+                        exact_size: bool) -> int:
     s = bs.opaque
 
     if min_size <= s.l1_size:
@@ -139,7 +140,7 @@ def qcow2_grow_l1_table(bs, min_size: int, exact_size: bool) -> int:
     return 0
 
 
-def l2_load(bs, l2_offset: int, l2_table: list) -> int:
+def l2_load(bs: BlockDriverState, l2_offset: int, l2_table: list) -> int:
     """Get the L2 table at l2_offset from the cache (reading it if need
     be)."""
     s = bs.opaque
@@ -149,7 +150,7 @@ def l2_load(bs, l2_offset: int, l2_table: list) -> int:
 L1_ENTRIES_PER_SECTOR = 512 // 8
 
 
-def qcow2_write_l1_entry(bs, l1_index: int) -> int:
+def qcow2_write_l1_entry(bs: BlockDriverState, l1_index: int) -> int:
     """Write the sector of the L1 table holding l1_index (a single entry
     would make the layer below read-modify-write)."""
     s = bs.opaque
@@ -177,7 +178,7 @@ def qcow2_write_l1_entry(bs, l1_index: int) -> int:
     return 0
 
 
-def l2_allocate(bs, l1_index: int, table: list) -> int:
+def l2_allocate(bs: BlockDriverState, l1_index: int, table: list) -> int:
     """Allocate a new L2 table for l1_index, a copy of the old one if the
     entry was in use (COW of the table), else zeroed."""
     s = bs.opaque
@@ -251,9 +252,8 @@ def l2_allocate(bs, l1_index: int, table: list) -> int:
     return ret
 
 
-def count_contiguous_clusters(nb_clusters: int, cluster_size: int,
-                              l2_table, l2_index: int,
-                              stop_flags: int) -> int:
+def count_contiguous_clusters(nb_clusters: int, cluster_size: int, l2_table,
+                              l2_index: int, stop_flags: int) -> int:
     """How many clusters from l2_table[l2_index] on are contiguous in the
     image file?  Counting stops where a flag of stop_flags differs from
     the first cluster's (e.g. at the first compressed cluster)."""
@@ -278,8 +278,7 @@ def count_contiguous_clusters(nb_clusters: int, cluster_size: int,
 
 
 def count_contiguous_clusters_by_type(nb_clusters: int, l2_table,
-                                      l2_index: int,
-                                      wanted_type: int) -> int:
+                                      l2_index: int, wanted_type: int) -> int:
     entries = struct.unpack_from(">%dQ" % nb_clusters, l2_table,
                                  l2_index * 8)
     i = 0
@@ -292,8 +291,8 @@ def count_contiguous_clusters_by_type(nb_clusters: int, l2_table,
 
 
 @coroutine_fn
-def copy_sectors(bs, start_sect: int, cluster_offset: int, n_start: int,
-                 n_end: int) -> int:
+def copy_sectors(bs: BlockDriverState, start_sect: int, cluster_offset: int,
+                 n_start: int, n_end: int) -> int:
     """Copy sectors [n_start, n_end) of the guest cluster at start_sect,
     as the image reads them now, into the host cluster (COW)."""
     s = bs.opaque
@@ -338,7 +337,7 @@ def copy_sectors(bs, start_sect: int, cluster_offset: int, n_start: int,
     return 0
 
 
-def qcow2_get_cluster_offset(bs, offset: int, num: list,
+def qcow2_get_cluster_offset(bs: BlockDriverState, offset: int, num: list,
                              cluster_offset: list) -> int:
     """Find where guest offset is in the image file: cluster_offset[0]
     gets the cluster's host offset, num[0] (in: the sectors wanted) the
@@ -439,7 +438,7 @@ def qcow2_get_cluster_offset(bs, offset: int, num: list,
     return ret
 
 
-def get_cluster_table(bs, offset: int, new_l2_table: list,
+def get_cluster_table(bs: BlockDriverState, offset: int, new_l2_table: list,
                       new_l2_index: list) -> int:
     """Load (allocating it if needed) the L2 table for guest offset; give
     back the table and the index of offset in it."""
@@ -494,7 +493,7 @@ def get_cluster_table(bs, offset: int, new_l2_table: list,
     return 0
 
 
-def qcow2_alloc_compressed_cluster_offset(bs, offset: int,
+def qcow2_alloc_compressed_cluster_offset(bs: BlockDriverState, offset: int,
                                           compressed_size: int) -> int:
     """Allocate room for a compressed cluster at guest offset and enter it
     in the L2 table; the L2 entry, or 0 if the cluster was allocated
@@ -540,7 +539,7 @@ def qcow2_alloc_compressed_cluster_offset(bs, offset: int,
     return cluster_offset
 
 
-def perform_cow(bs, m: QCowL2Meta, r: Qcow2COWRegion) -> int:
+def perform_cow(bs: BlockDriverState, m: QCowL2Meta, r: Qcow2COWRegion) -> int:
     s = bs.opaque
 
     if r.nb_sectors == 0:
@@ -562,7 +561,7 @@ def perform_cow(bs, m: QCowL2Meta, r: Qcow2COWRegion) -> int:
     return 0
 
 
-def qcow2_alloc_cluster_link_l2(bs, m: QCowL2Meta) -> int:
+def qcow2_alloc_cluster_link_l2(bs: BlockDriverState, m: QCowL2Meta) -> int:
     """After the data of an allocating write is written: copy the rest of
     the clusters (COW) and enter the new clusters in the L2 table."""
     s = bs.opaque
@@ -621,7 +620,7 @@ def qcow2_alloc_cluster_link_l2(bs, m: QCowL2Meta) -> int:
     return 0
 
 
-def qcow2_alloc_cluster_abort(bs, m: QCowL2Meta) -> None:
+def qcow2_alloc_cluster_abort(bs: BlockDriverState, m: QCowL2Meta) -> None:
     """Free the clusters of an allocation that will not be linked into the
     L2 table (QEMU 2.11)."""
     s = bs.opaque
@@ -647,8 +646,8 @@ def count_cow_clusters(s, nb_clusters: int, l2_table, l2_index: int) -> int:
     return i
 
 
-def handle_dependencies(bs, guest_offset: int, cur_bytes: list,
-                        m: list) -> int:
+def handle_dependencies(bs: BlockDriverState, guest_offset: int,
+                        cur_bytes: list, m: list) -> int:
     """Wait for an in-flight allocating write to the same clusters, or
     shorten cur_bytes[0] to end where the next one begins.
 
@@ -694,8 +693,8 @@ def handle_dependencies(bs, guest_offset: int, cur_bytes: list,
     return 0
 
 
-def handle_copied(bs, guest_offset: int, host_offset: list, nbytes: list,
-                  m: list) -> int:
+def handle_copied(bs: BlockDriverState, guest_offset: int, host_offset: list,
+                  nbytes: list, m: list) -> int:
     """Count the clusters at guest_offset (up to nbytes[0]) that are
     allocated and need no COW; with host_offset[0] set, only those
     physically contiguous from there.  host_offset[0] comes back as the
@@ -771,8 +770,8 @@ def handle_copied(bs, guest_offset: int, host_offset: list, nbytes: list,
     return ret
 
 
-def do_alloc_cluster_offset(bs, guest_offset: int, host_offset: list,
-                            nb_clusters: list) -> int:
+def do_alloc_cluster_offset(bs: BlockDriverState, guest_offset: int,
+                            host_offset: list, nb_clusters: list) -> int:
     """Allocate up to nb_clusters[0] new clusters, anywhere if
     host_offset[0] is 0, else exactly there (then nb_clusters[0] may come
     back 0 if that cluster is in use).  host_offset[0] gets the first."""
@@ -798,8 +797,8 @@ def do_alloc_cluster_offset(bs, guest_offset: int, host_offset: list,
         return 0
 
 
-def handle_alloc(bs, guest_offset: int, host_offset: list, nbytes: list,
-                 m: list) -> int:
+def handle_alloc(bs: BlockDriverState, guest_offset: int, host_offset: list,
+                 nbytes: list, m: list) -> int:
     """Allocate clusters for an unallocated area or one that needs COW;
     with host_offset[0] set, only if they can start there.  host_offset[0]
     comes back as the byte for guest_offset (unaligned like it).
@@ -900,7 +899,7 @@ def handle_alloc(bs, guest_offset: int, host_offset: list, nbytes: list,
     return 1
 
 
-def _handle_alloc_fail(bs, m: list, ret: int) -> int:
+def _handle_alloc_fail(bs: BlockDriverState, m: list, ret: int) -> int:
     """The fail label of handle_alloc."""
     s = bs.opaque
     if m[0] is not None and m[0].nb_clusters > 0:
@@ -908,8 +907,8 @@ def _handle_alloc_fail(bs, m: list, ret: int) -> int:
     return ret
 
 
-def qcow2_alloc_cluster_offset(bs, offset: int, num: list, host_offset: list,
-                               m: list) -> int:
+def qcow2_alloc_cluster_offset(bs: BlockDriverState, offset: int, num: list,
+                               host_offset: list, m: list) -> int:
     """Find or allocate the host clusters for an allocating write of
     num[0] sectors at guest offset.  host_offset[0] gets the host offset,
     num[0] the number of sectors that can be written there at once, m[0]
@@ -1014,7 +1013,7 @@ def decompress_buffer(out_buf, out_buf_size: int, buf, buf_size: int) -> int:
     return 0
 
 
-def qcow2_decompress_cluster(bs, cluster_offset: int) -> int:
+def qcow2_decompress_cluster(bs: BlockDriverState, cluster_offset: int) -> int:
     """Decompress the cluster into s.cluster_cache (unless it is there
     already)."""
     s = bs.opaque
@@ -1037,8 +1036,8 @@ def qcow2_decompress_cluster(bs, cluster_offset: int) -> int:
     return 0
 
 
-def discard_single_l2(bs, offset: int, nb_clusters: int, type: int,
-                      full_discard: bool) -> int:
+def discard_single_l2(bs: BlockDriverState, offset: int, nb_clusters: int,
+                      type: int, full_discard: bool) -> int:
     """Discard as many of nb_clusters as lie in one L2 table; the number
     discarded or -errno."""
     s = bs.opaque
@@ -1088,8 +1087,8 @@ def discard_single_l2(bs, offset: int, nb_clusters: int, type: int,
     return nb_clusters
 
 
-def qcow2_discard_clusters(bs, offset: int, nb_sectors: int, type: int,
-                           full_discard: bool) -> int:
+def qcow2_discard_clusters(bs: BlockDriverState, offset: int, nb_sectors: int,
+                           type: int, full_discard: bool) -> int:
     s = bs.opaque
 
     end_offset = offset + (nb_sectors << BDRV_SECTOR_BITS)
@@ -1125,7 +1124,8 @@ def qcow2_discard_clusters(bs, offset: int, nb_sectors: int, type: int,
     return ret
 
 
-def zero_single_l2(bs, offset: int, nb_clusters: int, flags: int) -> int:
+def zero_single_l2(bs: BlockDriverState, offset: int, nb_clusters: int,
+                   flags: int) -> int:
     """Make as many of nb_clusters as lie in one L2 table read as zeroes;
     the number done or -errno.  With BDRV_REQ_MAY_UNMAP the clusters are
     freed as well (QEMU 2.10's "qcow2: Honor BDRV_REQ_MAY_UNMAP")."""
@@ -1162,7 +1162,8 @@ def zero_single_l2(bs, offset: int, nb_clusters: int, flags: int) -> int:
     return nb_clusters
 
 
-def qcow2_zero_clusters(bs, offset: int, nb_sectors: int, flags: int) -> int:
+def qcow2_zero_clusters(bs: BlockDriverState, offset: int, nb_sectors: int,
+                        flags: int) -> int:
     s = bs.opaque
 
     # The zero flag is only supported by version 3 and newer; without a

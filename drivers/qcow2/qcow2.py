@@ -33,17 +33,21 @@ import struct
 import zlib
 
 from block import core, io
-from block.block_int import (
-    BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_ZERO, BDRV_O_CHECK,
-    BDRV_O_INACTIVE, BDRV_O_NO_BACKING, BDRV_O_NO_FLUSH, BDRV_O_PROTOCOL,
-    BDRV_O_RDWR, BDRV_O_UNMAP, BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE,
-    BLKDBG_EVENT, BLKDBG_READ_AIO, BLKDBG_READ_BACKING_AIO,
-    BLKDBG_VMSTATE_LOAD, BLKDBG_VMSTATE_SAVE, BLKDBG_WRITE_AIO,
-    BLKDBG_WRITE_COMPRESSED, BLOCK_FLAG_ENCRYPT, BLOCK_FLAG_LAZY_REFCOUNTS,
-    BLOCK_OPT_BACKING_FILE, BLOCK_OPT_BACKING_FMT, BLOCK_OPT_CLUSTER_SIZE,
-    BLOCK_OPT_COMPAT_LEVEL, BLOCK_OPT_ENCRYPT, BLOCK_OPT_LAZY_REFCOUNTS,
-    BLOCK_OPT_PREALLOC, BLOCK_OPT_REFCOUNT_BITS, BLOCK_OPT_SIZE, BlockDriver,
-    BlockDriverInfo)
+from block.block_int import (BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID,
+                             BDRV_BLOCK_ZERO, BDRV_O_CHECK, BDRV_O_INACTIVE,
+                             BDRV_O_NO_BACKING, BDRV_O_NO_FLUSH,
+                             BDRV_O_PROTOCOL, BDRV_O_RDWR, BDRV_O_UNMAP,
+                             BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE, BLKDBG_EVENT,
+                             BLKDBG_READ_AIO, BLKDBG_READ_BACKING_AIO,
+                             BLKDBG_VMSTATE_LOAD, BLKDBG_VMSTATE_SAVE,
+                             BLKDBG_WRITE_AIO, BLKDBG_WRITE_COMPRESSED,
+                             BLOCK_FLAG_ENCRYPT, BLOCK_FLAG_LAZY_REFCOUNTS,
+                             BLOCK_OPT_BACKING_FILE, BLOCK_OPT_BACKING_FMT,
+                             BLOCK_OPT_CLUSTER_SIZE, BLOCK_OPT_COMPAT_LEVEL,
+                             BLOCK_OPT_ENCRYPT, BLOCK_OPT_LAZY_REFCOUNTS,
+                             BLOCK_OPT_PREALLOC, BLOCK_OPT_REFCOUNT_BITS,
+                             BLOCK_OPT_SIZE, BlockDriver, BlockDriverInfo,
+                             BlockDriverState)
 from block.trace import trace_event_register
 from drivers.qcow2 import cache, cluster, refcount, snapshot
 from drivers.qcow2.qcow2_h import (
@@ -142,8 +146,8 @@ def qcow2_probe(buf, buf_size: int, filename) -> int:
     return 0
 
 
-def qcow2_read_extensions(bs, start_offset: int, end_offset: int,
-                          p_feature_table, errp: Errp) -> int:
+def qcow2_read_extensions(bs: BlockDriverState, start_offset: int,
+                          end_offset: int, p_feature_table, errp: Errp) -> int:
     """Read the header extensions from start_offset up to the end marker
     or end_offset; unknown ones are kept for qcow2_update_header.  0 on
     success, non-0 otherwise."""
@@ -213,7 +217,7 @@ def _c_string(buf) -> str:
     return bytes(buf).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-def cleanup_unknown_header_ext(bs) -> None:
+def cleanup_unknown_header_ext(bs: BlockDriverState) -> None:
     s = bs.opaque
     s.unknown_header_ext = []
 
@@ -247,7 +251,7 @@ def report_unsupported_feature(errp: Errp, table, mask: int) -> None:
                ", ".join(features))
 
 
-def qcow2_mark_dirty(bs) -> int:
+def qcow2_mark_dirty(bs: BlockDriverState) -> int:
     """Set the dirty bit (and flush).  The in-memory bit is only set once
     the header is updated, so callers need not check the result."""
     s = bs.opaque
@@ -272,7 +276,7 @@ def qcow2_mark_dirty(bs) -> int:
     return 0
 
 
-def qcow2_mark_clean(bs) -> int:
+def qcow2_mark_clean(bs: BlockDriverState) -> int:
     """Flush, then clear the dirty bit.  Only with no request in flight:
     nothing stops a concurrent request from dirtying the image again."""
     s = bs.opaque
@@ -288,14 +292,14 @@ def qcow2_mark_clean(bs) -> int:
     return 0
 
 
-def qcow2_mark_corrupt(bs) -> int:
+def qcow2_mark_corrupt(bs: BlockDriverState) -> int:
     s = bs.opaque
 
     s.incompatible_features |= QCOW2_INCOMPAT_CORRUPT
     return qcow2_update_header(bs)
 
 
-def qcow2_mark_consistent(bs) -> int:
+def qcow2_mark_consistent(bs: BlockDriverState) -> int:
     """Flush, then clear the corrupt bit."""
     s = bs.opaque
 
@@ -309,7 +313,8 @@ def qcow2_mark_consistent(bs) -> int:
     return 0
 
 
-def qcow2_check(bs, result: BdrvCheckResult, fix: int) -> int:
+def qcow2_check(bs: BlockDriverState, result: BdrvCheckResult,
+                fix: int) -> int:
     ret = refcount.qcow2_check_refcounts(bs, result, fix)
     if ret < 0:
         return ret
@@ -322,8 +327,8 @@ def qcow2_check(bs, result: BdrvCheckResult, fix: int) -> int:
     return ret
 
 
-def qcow2_validate_table(bs, offset: int, entries: int, entry_len: int,
-                         max_size_bytes: int, table_name: str,
+def qcow2_validate_table(bs: BlockDriverState, offset: int, entries: int,
+                         entry_len: int, max_size_bytes: int, table_name: str,
                          errp: Errp) -> int:
     """validate_table_offset of 2.5 with 7.2's size limit and messages."""
     s = bs.opaque
@@ -407,7 +412,7 @@ def cache_clean_timer_cb(opaque) -> None:
               + s.cache_clean_interval * 1000)
 
 
-def cache_clean_timer_init(bs, context) -> None:
+def cache_clean_timer_init(bs: BlockDriverState, context) -> None:
     s = bs.opaque
     if s.cache_clean_interval > 0:
         s.cache_clean_timer = aio_timer_new(context, QEMU_CLOCK_VIRTUAL,
@@ -417,7 +422,7 @@ def cache_clean_timer_init(bs, context) -> None:
                   + s.cache_clean_interval * 1000)
 
 
-def cache_clean_timer_del(bs) -> None:
+def cache_clean_timer_del(bs: BlockDriverState) -> None:
     s = bs.opaque
     if s.cache_clean_timer:
         timer_del(s.cache_clean_timer)
@@ -425,15 +430,15 @@ def cache_clean_timer_del(bs) -> None:
         s.cache_clean_timer = None
 
 
-def qcow2_detach_aio_context(bs) -> None:
+def qcow2_detach_aio_context(bs: BlockDriverState) -> None:
     cache_clean_timer_del(bs)
 
 
-def qcow2_attach_aio_context(bs, new_context) -> None:
+def qcow2_attach_aio_context(bs: BlockDriverState, new_context) -> None:
     cache_clean_timer_init(bs, new_context)
 
 
-def read_cache_sizes(bs, opts, l2_cache_size: list,
+def read_cache_sizes(bs: BlockDriverState, opts, l2_cache_size: list,
                      refcount_cache_size: list, errp: Errp) -> None:
     s = bs.opaque
 
@@ -500,8 +505,8 @@ class Qcow2ReopenState:
         self.cache_clean_interval = 0
 
 
-def qcow2_update_options_prepare(bs, r: Qcow2ReopenState, options: dict,
-                                 flags: int, errp: Errp) -> int:
+def qcow2_update_options_prepare(bs: BlockDriverState, r: Qcow2ReopenState,
+                                 options: dict, flags: int, errp: Errp) -> int:
     opts = qemu_opts_create(qcow2_runtime_opts, None, 0, None)
     try:
         return _update_options_prepare(bs, r, opts, options, flags, errp)
@@ -509,8 +514,8 @@ def qcow2_update_options_prepare(bs, r: Qcow2ReopenState, options: dict,
         qemu_opts_del(opts)
 
 
-def _update_options_prepare(bs, r: Qcow2ReopenState, opts, options: dict,
-                            flags: int, errp: Errp) -> int:
+def _update_options_prepare(bs: BlockDriverState, r: Qcow2ReopenState, opts,
+                            options: dict, flags: int, errp: Errp) -> int:
     """The body of qcow2_update_options_prepare; its fail label is the
     caller's finally."""
     s = bs.opaque
@@ -626,7 +631,8 @@ def _update_options_prepare(bs, r: Qcow2ReopenState, opts, options: dict,
     return 0
 
 
-def qcow2_update_options_commit(bs, r: Qcow2ReopenState) -> None:
+def qcow2_update_options_commit(bs: BlockDriverState,
+                                r: Qcow2ReopenState) -> None:
     s = bs.opaque
 
     if s.l2_table_cache:
@@ -647,14 +653,16 @@ def qcow2_update_options_commit(bs, r: Qcow2ReopenState) -> None:
         cache_clean_timer_init(bs, core.bdrv_get_aio_context(bs))
 
 
-def qcow2_update_options_abort(bs, r: Qcow2ReopenState) -> None:
+def qcow2_update_options_abort(bs: BlockDriverState,
+                               r: Qcow2ReopenState) -> None:
     if r.l2_table_cache:
         cache.qcow2_cache_destroy(bs, r.l2_table_cache)
     if r.refcount_block_cache:
         cache.qcow2_cache_destroy(bs, r.refcount_block_cache)
 
 
-def qcow2_update_options(bs, options: dict, flags: int, errp: Errp) -> int:
+def qcow2_update_options(bs: BlockDriverState, options: dict, flags: int,
+                         errp: Errp) -> int:
     r = Qcow2ReopenState()
 
     ret = qcow2_update_options_prepare(bs, r, options, flags, errp)
@@ -666,14 +674,15 @@ def qcow2_update_options(bs, options: dict, flags: int, errp: Errp) -> int:
     return ret
 
 
-def qcow2_open(bs, options: dict, flags: int, errp: Errp) -> int:
+def qcow2_open(bs: BlockDriverState, options: dict, flags: int,
+               errp: Errp) -> int:
     ret = _qcow2_do_open(bs, options, flags, errp)
     if ret < 0:
         _qcow2_open_fail(bs)
     return ret
 
 
-def _qcow2_open_fail(bs) -> None:
+def _qcow2_open_fail(bs: BlockDriverState) -> None:
     """The fail label of qcow2_open: drop what the open built."""
     s = bs.opaque
     s.unknown_header_fields = None
@@ -693,7 +702,8 @@ def _qcow2_open_fail(bs) -> None:
     s.cluster_data = None
 
 
-def _qcow2_do_open(bs, options: dict, flags: int, errp: Errp) -> int:
+def _qcow2_do_open(bs: BlockDriverState, options: dict, flags: int,
+                   errp: Errp) -> int:
     """The body of qcow2_open, every goto fail a return."""
     s = bs.opaque
 
@@ -949,7 +959,7 @@ def _qcow2_do_open(bs, options: dict, flags: int, errp: Errp) -> int:
     return ret
 
 
-def qcow2_refresh_limits(bs, errp: Errp) -> None:
+def qcow2_refresh_limits(bs: BlockDriverState, errp: Errp) -> None:
     s = bs.opaque
 
     bs.bl.write_zeroes_alignment = s.cluster_sectors
@@ -985,8 +995,8 @@ def qcow2_reopen_abort(state) -> None:
 
 
 @coroutine_fn
-def qcow2_co_get_block_status(bs, sector_num: int, nb_sectors: int,
-                              pnum: list, file: list) -> int:
+def qcow2_co_get_block_status(bs: BlockDriverState, sector_num: int,
+                              nb_sectors: int, pnum: list, file: list) -> int:
     s = bs.opaque
     cluster_offset = [0]
     status = 0
@@ -1012,8 +1022,8 @@ def qcow2_co_get_block_status(bs, sector_num: int, nb_sectors: int,
     return status
 
 
-def qcow2_backing_read1(bs, qiov: QEMUIOVector, sector_num: int,
-                        nb_sectors: int) -> int:
+def qcow2_backing_read1(bs: BlockDriverState, qiov: QEMUIOVector,
+                        sector_num: int, nb_sectors: int) -> int:
     """Zero what of the request lies past the end of the backing file bs;
     the number of sectors still to read from it."""
     if sector_num + nb_sectors <= bs.total_sectors:
@@ -1029,8 +1039,8 @@ def qcow2_backing_read1(bs, qiov: QEMUIOVector, sector_num: int,
 
 
 @coroutine_fn
-def qcow2_co_readv(bs, sector_num: int, remaining_sectors: int,
-                   qiov: QEMUIOVector) -> int:
+def qcow2_co_readv(bs: BlockDriverState, sector_num: int,
+                   remaining_sectors: int, qiov: QEMUIOVector) -> int:
     s = bs.opaque
     cluster_offset = [0]
     cur_nr_sectors = [0]    # number of sectors in current iteration
@@ -1134,8 +1144,8 @@ def _l2meta_done(s: BDRVQcow2State, l2meta) -> None:
 
 
 @coroutine_fn
-def qcow2_co_writev(bs, sector_num: int, remaining_sectors: int,
-                    qiov: QEMUIOVector) -> int:
+def qcow2_co_writev(bs: BlockDriverState, sector_num: int,
+                    remaining_sectors: int, qiov: QEMUIOVector) -> int:
     s = bs.opaque
     cur_nr_sectors = [0]    # number of sectors in current iteration
     cluster_offset = [0]
@@ -1227,7 +1237,7 @@ def qcow2_co_writev(bs, sector_num: int, remaining_sectors: int,
     return ret
 
 
-def qcow2_close(bs) -> None:
+def qcow2_close(bs: BlockDriverState) -> None:
     s = bs.opaque
     # else pre-write overlap checks in cache_destroy may crash
     s.l1_table = None
@@ -1278,7 +1288,7 @@ def header_ext_add(buf: bytearray, pos: int, magic: int, data: bytes,
     return ext_len
 
 
-def qcow2_update_header(bs) -> int:
+def qcow2_update_header(bs: BlockDriverState) -> int:
     """Rewrite the header with its variable parts (backing file name and
     extensions).  Everything must fit in the first cluster, -ENOSPC if
     not."""
@@ -1372,7 +1382,8 @@ def qcow2_update_header(bs) -> int:
     return 0
 
 
-def qcow2_change_backing_file(bs, backing_file, backing_fmt) -> int:
+def qcow2_change_backing_file(bs: BlockDriverState, backing_file,
+                              backing_fmt) -> int:
     s = bs.opaque
 
     bs.backing_file = backing_file or ""
@@ -1385,7 +1396,7 @@ def qcow2_change_backing_file(bs, backing_file, backing_fmt) -> int:
 
 
 @coroutine_fn
-def preallocate(bs) -> int:
+def preallocate(bs: BlockDriverState) -> int:
     """Allocate the L2 tables and data clusters of the whole disk (with
     s.lock held)."""
     s = bs.opaque
@@ -1437,10 +1448,9 @@ def preallocate(bs) -> int:
     return 0
 
 
-def qcow2_create2(filename: str, total_size: int, backing_file,
-                  backing_format, flags: int, cluster_size: int,
-                  prealloc: int, opts, version: int, refcount_order: int,
-                  errp: Errp) -> int:
+def qcow2_create2(filename: str, total_size: int, backing_file, backing_format,
+                  flags: int, cluster_size: int, prealloc: int, opts,
+                  version: int, refcount_order: int, errp: Errp) -> int:
     # Calculate cluster_bits
     cluster_bits = (cluster_size & -cluster_size).bit_length() - 1
     if (cluster_bits < MIN_CLUSTER_BITS or cluster_bits > MAX_CLUSTER_BITS
@@ -1533,8 +1543,7 @@ def preallocated_file_size(total_size: int, cluster_size: int,
 def _qcow2_create2_write(pbs: list, filename: str, total_size: int,
                          backing_file, backing_format, flags: int,
                          cluster_size: int, cluster_bits: int, prealloc: int,
-                         version: int, refcount_order: int,
-                         errp: Errp) -> int:
+                         version: int, refcount_order: int, errp: Errp) -> int:
     """The rest of qcow2_create2, from the protocol node open in pbs[0]
     (which the caller unrefs, as C's out label does)."""
     local_err = [None]
@@ -1704,7 +1713,7 @@ def qcow2_create(filename: str, opts, errp: Errp) -> int:
     return ret
 
 
-def is_zero_sectors(bs, start: int, count: int) -> bool:
+def is_zero_sectors(bs: BlockDriverState, start: int, count: int) -> bool:
     """Do count sectors from start read as zeroes (the image end counts as
     zeroes)?"""
     pnum = [0]
@@ -1720,8 +1729,8 @@ def is_zero_sectors(bs, start: int, count: int) -> bool:
 
 
 @coroutine_fn
-def qcow2_co_write_zeroes(bs, sector_num: int, nb_sectors: int,
-                          flags: int) -> int:
+def qcow2_co_write_zeroes(bs: BlockDriverState, sector_num: int,
+                          nb_sectors: int, flags: int) -> int:
     """Zero clusters (v3).  A cluster the request covers in part still
     becomes a zero cluster if the rest of it reads as zeroes already, as
     in QEMU 2.7; otherwise the block layer writes zeroes (-ENOTSUP).
@@ -1774,7 +1783,8 @@ def qcow2_co_write_zeroes(bs, sector_num: int, nb_sectors: int,
 
 
 @coroutine_fn
-def qcow2_co_discard(bs, sector_num: int, nb_sectors: int) -> int:
+def qcow2_co_discard(bs: BlockDriverState, sector_num: int,
+                     nb_sectors: int) -> int:
     s = bs.opaque
 
     # Without QCOW_OFLAG_ZERO (v2), a discarded cluster would show stale
@@ -1790,7 +1800,8 @@ def qcow2_co_discard(bs, sector_num: int, nb_sectors: int) -> int:
     return ret
 
 
-def qcow2_truncate(bs, offset: int, prealloc: str, errp: Errp) -> int:
+def qcow2_truncate(bs: BlockDriverState, offset: int, prealloc: str,
+                   errp: Errp) -> int:
     """Grow the image to offset bytes.  The block layer's callback takes
     QEMU 7.2's prealloc and errp; like 2.5, only prealloc "off" works, and
     the messages are 7.2's where it has the same error."""
@@ -1832,7 +1843,8 @@ def qcow2_truncate(bs, offset: int, prealloc: str, errp: Errp) -> int:
     return 0
 
 
-def qcow2_write_compressed(bs, sector_num: int, buf, nb_sectors: int) -> int:
+def qcow2_write_compressed(bs: BlockDriverState, sector_num: int, buf,
+                           nb_sectors: int) -> int:
     """Write one compressed cluster (raw deflate, window 2^12 as QEMU
     writes it); a cluster that does not shrink is written normally.  No
     sectors: align the file end to a sector."""
@@ -1890,7 +1902,7 @@ def qcow2_write_compressed(bs, sector_num: int, buf, nb_sectors: int) -> int:
 
 
 @coroutine_fn
-def qcow2_co_flush_to_os(bs) -> int:
+def qcow2_co_flush_to_os(bs: BlockDriverState) -> int:
     s = bs.opaque
 
     qemu_co_mutex_lock(s.lock)
@@ -1909,7 +1921,7 @@ def qcow2_co_flush_to_os(bs) -> int:
     return 0
 
 
-def qcow2_get_info(bs, bdi: BlockDriverInfo) -> int:
+def qcow2_get_info(bs: BlockDriverState, bdi: BlockDriverInfo) -> int:
     s = bs.opaque
     bdi.unallocated_blocks_are_zero = True
     bdi.can_write_zeroes_with_unmap = s.qcow_version >= 3
@@ -1918,7 +1930,7 @@ def qcow2_get_info(bs, bdi: BlockDriverInfo) -> int:
     return 0
 
 
-def qcow2_get_specific_info(bs) -> dict:
+def qcow2_get_specific_info(bs: BlockDriverState) -> dict:
     """ImageInfoSpecific as its QAPI JSON form: {"type": "qcow2", "data":
     {...}}, the keys in the order 7.2's qemu-img prints them."""
     s = bs.opaque
@@ -1942,7 +1954,8 @@ def qcow2_get_specific_info(bs) -> dict:
     return {"type": "qcow2", "data": data}
 
 
-def qcow2_save_vmstate(bs, qiov: QEMUIOVector, pos: int) -> int:
+def qcow2_save_vmstate(bs: BlockDriverState, qiov: QEMUIOVector,
+                       pos: int) -> int:
     s = bs.opaque
     total_sectors = bs.total_sectors
     zero_beyond_eof = bs.zero_beyond_eof
@@ -1959,7 +1972,7 @@ def qcow2_save_vmstate(bs, qiov: QEMUIOVector, pos: int) -> int:
     return ret
 
 
-def qcow2_load_vmstate(bs, buf, pos: int, size: int) -> int:
+def qcow2_load_vmstate(bs: BlockDriverState, buf, pos: int, size: int) -> int:
     s = bs.opaque
     zero_beyond_eof = bs.zero_beyond_eof
 
@@ -1971,8 +1984,8 @@ def qcow2_load_vmstate(bs, buf, pos: int, size: int) -> int:
     return ret
 
 
-def qcow2_signal_corruption(bs, fatal: bool, offset: int, size: int,
-                            message_format: str, *args) -> None:
+def qcow2_signal_corruption(bs: BlockDriverState, fatal: bool, offset: int,
+                            size: int, message_format: str, *args) -> None:
     """Report corruption found in the image.  A fatal one (ignored for a
     read-only BDS) marks the image corrupt and makes the BDS unusable.
     offset and size (negative: unknown) would go to the

@@ -14,16 +14,17 @@ import os
 import struct
 
 from block import core, io
-from block.block_int import (BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE, BLKDBG_EVENT,
+from block.block_int import (BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE,
                              BLKDBG_CLUSTER_ALLOC, BLKDBG_CLUSTER_ALLOC_BYTES,
-                             BLKDBG_CLUSTER_FREE, BLKDBG_REFBLOCK_ALLOC,
+                             BLKDBG_CLUSTER_FREE, BLKDBG_EVENT,
+                             BLKDBG_REFBLOCK_ALLOC,
                              BLKDBG_REFBLOCK_ALLOC_HOOKUP,
                              BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE,
                              BLKDBG_REFBLOCK_ALLOC_WRITE,
                              BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS,
                              BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE,
                              BLKDBG_REFBLOCK_LOAD, BLKDBG_REFTABLE_GROW,
-                             BLKDBG_REFTABLE_LOAD)
+                             BLKDBG_REFTABLE_LOAD, BlockDriverState)
 from drivers.qcow2 import cache, cluster, qcow2
 from drivers.qcow2.qcow2_h import (
     BDRV_FIX_ERRORS, BDRV_FIX_LEAKS, INT64_MAX, INT_MAX, L1E_OFFSET_MASK,
@@ -131,7 +132,7 @@ set_refcount_funcs = (set_refcount_ro0, set_refcount_ro1, set_refcount_ro2,
 
 # --- refcount handling ------------------------------------------------------
 
-def qcow2_refcount_init(bs) -> int:
+def qcow2_refcount_init(bs: BlockDriverState) -> int:
     s = bs.opaque
 
     assert 0 <= s.refcount_order <= 6
@@ -155,12 +156,12 @@ def qcow2_refcount_init(bs) -> int:
     return 0
 
 
-def qcow2_refcount_close(bs) -> None:
+def qcow2_refcount_close(bs: BlockDriverState) -> None:
     s = bs.opaque
     s.refcount_table = None
 
 
-def load_refcount_block(bs, refcount_block_offset: int,
+def load_refcount_block(bs: BlockDriverState, refcount_block_offset: int,
                         refcount_block: list) -> int:
     s = bs.opaque
 
@@ -169,7 +170,8 @@ def load_refcount_block(bs, refcount_block_offset: int,
                                  refcount_block_offset, refcount_block)
 
 
-def qcow2_get_refcount(bs, cluster_index: int, refcount: list) -> int:
+def qcow2_get_refcount(bs: BlockDriverState, cluster_index: int,
+                       refcount: list) -> int:
     """Store the refcount of the cluster in refcount[0]; 0 or -errno."""
     s = bs.opaque
 
@@ -222,7 +224,7 @@ def in_same_refcount_block(s: BDRVQcow2State, offset_a: int,
     return block_a == block_b
 
 
-def alloc_refcount_block(bs, cluster_index: int,
+def alloc_refcount_block(bs: BlockDriverState, cluster_index: int,
                          refcount_block: list) -> int:
     """Load the refcount block covering cluster_index, allocating it (and a
     bigger refcount table) first if needed.  -EAGAIN tells the caller that
@@ -414,7 +416,8 @@ def alloc_refcount_block(bs, cluster_index: int,
     return -errno.EAGAIN
 
 
-def _alloc_refcount_block_fail(bs, refcount_block: list, ret: int) -> int:
+def _alloc_refcount_block_fail(bs: BlockDriverState, refcount_block: list,
+                               ret: int) -> int:
     """The fail_block label of alloc_refcount_block."""
     s = bs.opaque
     if refcount_block[0] is not None:
@@ -422,7 +425,7 @@ def _alloc_refcount_block_fail(bs, refcount_block: list, ret: int) -> int:
     return ret
 
 
-def qcow2_process_discards(bs, ret: int) -> None:
+def qcow2_process_discards(bs: BlockDriverState, ret: int) -> None:
     s = bs.opaque
 
     discards = s.discards
@@ -434,7 +437,8 @@ def qcow2_process_discards(bs, ret: int) -> None:
                             d.bytes >> BDRV_SECTOR_BITS)
 
 
-def update_refcount_discard(bs, offset: int, length: int) -> None:
+def update_refcount_discard(bs: BlockDriverState, offset: int,
+                            length: int) -> None:
     s = bs.opaque
 
     for d in s.discards:
@@ -466,8 +470,8 @@ def update_refcount_discard(bs, offset: int, length: int) -> None:
         d.bytes += p.bytes
 
 
-def update_refcount(bs, offset: int, length: int, addend: int,
-                    decrease: bool, type: int) -> int:
+def update_refcount(bs: BlockDriverState, offset: int, length: int,
+                    addend: int, decrease: bool, type: int) -> int:
     """Add addend to (or with decrease, subtract it from) the refcount of
     every cluster in [offset, offset + length)."""
     s = bs.opaque
@@ -540,8 +544,9 @@ def update_refcount(bs, offset: int, length: int, addend: int,
     return ret
 
 
-def qcow2_update_cluster_refcount(bs, cluster_index: int, addend: int,
-                                  decrease: bool, type: int) -> int:
+def qcow2_update_cluster_refcount(bs: BlockDriverState, cluster_index: int,
+                                  addend: int, decrease: bool,
+                                  type: int) -> int:
     s = bs.opaque
 
     ret = update_refcount(bs, cluster_index << s.cluster_bits, 1, addend,
@@ -553,7 +558,7 @@ def qcow2_update_cluster_refcount(bs, cluster_index: int, addend: int,
 
 # --- cluster allocation functions -------------------------------------------
 
-def alloc_clusters_noref(bs, size: int) -> int:
+def alloc_clusters_noref(bs: BlockDriverState, size: int) -> int:
     """Find size bytes of free clusters without raising their refcount;
     the offset, or -errno."""
     s = bs.opaque
@@ -585,7 +590,7 @@ def alloc_clusters_noref(bs, size: int) -> int:
     return (s.free_cluster_index - nb_clusters) << s.cluster_bits
 
 
-def qcow2_alloc_clusters(bs, size: int) -> int:
+def qcow2_alloc_clusters(bs: BlockDriverState, size: int) -> int:
     BLKDBG_EVENT(bs.file, BLKDBG_CLUSTER_ALLOC)
     while True:
         offset = alloc_clusters_noref(bs, size)
@@ -602,7 +607,8 @@ def qcow2_alloc_clusters(bs, size: int) -> int:
     return offset
 
 
-def qcow2_alloc_clusters_at(bs, offset: int, nb_clusters: int) -> int:
+def qcow2_alloc_clusters_at(bs: BlockDriverState, offset: int,
+                            nb_clusters: int) -> int:
     """Allocate up to nb_clusters free clusters starting exactly at offset;
     the number allocated, or -errno."""
     s = bs.opaque
@@ -637,7 +643,7 @@ def qcow2_alloc_clusters_at(bs, offset: int, nb_clusters: int) -> int:
     return i
 
 
-def qcow2_alloc_bytes(bs, size: int) -> int:
+def qcow2_alloc_bytes(bs: BlockDriverState, size: int) -> int:
     """Allocate size (<= cluster_size) bytes, packed after the previous
     allocation if possible; for compressed clusters."""
     s = bs.opaque
@@ -692,7 +698,8 @@ def qcow2_alloc_bytes(bs, size: int) -> int:
     return offset
 
 
-def qcow2_free_clusters(bs, offset: int, size: int, type: int) -> None:
+def qcow2_free_clusters(bs: BlockDriverState, offset: int, size: int,
+                        type: int) -> None:
     BLKDBG_EVENT(bs.file, BLKDBG_CLUSTER_FREE)
     ret = update_refcount(bs, offset, size, 1, True, type)
     if ret < 0:
@@ -700,8 +707,8 @@ def qcow2_free_clusters(bs, offset: int, size: int, type: int) -> None:
         error_printf("qcow2_free_clusters failed: %s\n", os.strerror(-ret))
 
 
-def qcow2_free_any_clusters(bs, l2_entry: int, nb_clusters: int,
-                            type: int) -> None:
+def qcow2_free_any_clusters(bs: BlockDriverState, l2_entry: int,
+                            nb_clusters: int, type: int) -> None:
     """Free a cluster of any type (normal, compressed, ...) by its L2
     entry."""
     s = bs.opaque
@@ -760,8 +767,9 @@ def realloc_refcount_array(s: BDRVQcow2State, array: list, size: list,
     return 0
 
 
-def inc_refcounts(bs, res: BdrvCheckResult, refcount_table: list,
-                  refcount_table_size: list, offset: int, size: int) -> int:
+def inc_refcounts(bs: BlockDriverState, res: BdrvCheckResult,
+                  refcount_table: list, refcount_table_size: list, offset: int,
+                  size: int) -> int:
     """Count one more reference to each cluster of [offset, offset + size)
     in the in-memory refcount table of a check."""
     s = bs.opaque
@@ -795,9 +803,9 @@ def inc_refcounts(bs, res: BdrvCheckResult, refcount_table: list,
 CHECK_FRAG_INFO = 0x2      # update BlockFragInfo counters
 
 
-def check_refcounts_l2(bs, res: BdrvCheckResult, refcount_table: list,
-                       refcount_table_size: list, l2_offset: int,
-                       flags: int) -> int:
+def check_refcounts_l2(bs: BlockDriverState, res: BdrvCheckResult,
+                       refcount_table: list, refcount_table_size: list,
+                       l2_offset: int, flags: int) -> int:
     """Count the references of an L2 table and check its entries."""
     s = bs.opaque
     next_contiguous_offset = 0
@@ -867,9 +875,9 @@ def check_refcounts_l2(bs, res: BdrvCheckResult, refcount_table: list,
     return 0
 
 
-def check_refcounts_l1(bs, res: BdrvCheckResult, refcount_table: list,
-                       refcount_table_size: list, l1_table_offset: int,
-                       l1_size: int, flags: int) -> int:
+def check_refcounts_l1(bs: BlockDriverState, res: BdrvCheckResult,
+                       refcount_table: list, refcount_table_size: list,
+                       l1_table_offset: int, l1_size: int, flags: int) -> int:
     """Count the references of an L1 table, its L2 tables and their
     clusters, checking the entries on the way."""
     s = bs.opaque
@@ -917,7 +925,8 @@ def check_refcounts_l1(bs, res: BdrvCheckResult, refcount_table: list,
     return 0
 
 
-def check_oflag_copied(bs, res: BdrvCheckResult, fix: int) -> int:
+def check_oflag_copied(bs: BlockDriverState, res: BdrvCheckResult,
+                       fix: int) -> int:
     """Check (and with BDRV_FIX_ERRORS repair) QCOW_OFLAG_COPIED in every
     L1 and L2 entry.  A failing qcow2_get_refcount was already reported
     by the caller."""
@@ -1008,8 +1017,9 @@ def check_oflag_copied(bs, res: BdrvCheckResult, fix: int) -> int:
     return 0
 
 
-def check_refblocks(bs, res: BdrvCheckResult, fix: int, rebuild: list,
-                    refcount_table: list, nb_clusters: list) -> int:
+def check_refblocks(bs: BlockDriverState, res: BdrvCheckResult, fix: int,
+                    rebuild: list, refcount_table: list,
+                    nb_clusters: list) -> int:
     """Check the refcount blocks and count their references."""
     s = bs.opaque
 
@@ -1084,8 +1094,9 @@ def check_refblocks(bs, res: BdrvCheckResult, fix: int, rebuild: list,
     return 0
 
 
-def calculate_refcounts(bs, res: BdrvCheckResult, fix: int, rebuild: list,
-                        refcount_table: list, nb_clusters: list) -> int:
+def calculate_refcounts(bs: BlockDriverState, res: BdrvCheckResult, fix: int,
+                        rebuild: list, refcount_table: list,
+                        nb_clusters: list) -> int:
     """Build the in-memory refcount table from the metadata."""
     s = bs.opaque
 
@@ -1130,8 +1141,8 @@ def calculate_refcounts(bs, res: BdrvCheckResult, fix: int, rebuild: list,
                            nb_clusters)
 
 
-def compare_refcounts(bs, res: BdrvCheckResult, fix: int, rebuild: list,
-                      highest_cluster: list, refcount_table,
+def compare_refcounts(bs: BlockDriverState, res: BdrvCheckResult, fix: int,
+                      rebuild: list, highest_cluster: list, refcount_table,
                       nb_clusters: int) -> None:
     """Compare the refcounts on disk with the counted references, fixing
     what fix allows."""
@@ -1184,8 +1195,8 @@ def compare_refcounts(bs, res: BdrvCheckResult, fix: int, rebuild: list,
                 res.leaks += 1
 
 
-def alloc_clusters_imrt(bs, cluster_count: int, refcount_table: list,
-                        imrt_nb_clusters: list,
+def alloc_clusters_imrt(bs: BlockDriverState, cluster_count: int,
+                        refcount_table: list, imrt_nb_clusters: list,
                         first_free_cluster: list) -> int:
     """Allocate cluster_count contiguous clusters in the in-memory refcount
     table (not the on-disk one), at or after first_free_cluster[0], which
@@ -1222,9 +1233,8 @@ def alloc_clusters_imrt(bs, cluster_count: int, refcount_table: list,
     return cluster_index << s.cluster_bits
 
 
-def rebuild_refcount_structure(bs, res: BdrvCheckResult,
-                               refcount_table: list,
-                               nb_clusters: list) -> int:
+def rebuild_refcount_structure(bs: BlockDriverState, res: BdrvCheckResult,
+                               refcount_table: list, nb_clusters: list) -> int:
     """Write a new refcount structure from the in-memory refcount table
     alone (allocating its clusters there too).  The old structure leaks."""
     s = bs.opaque
@@ -1354,7 +1364,8 @@ def rebuild_refcount_structure(bs, res: BdrvCheckResult,
     return 0
 
 
-def qcow2_check_refcounts(bs, res: BdrvCheckResult, fix: int) -> int:
+def qcow2_check_refcounts(bs: BlockDriverState, res: BdrvCheckResult,
+                          fix: int) -> int:
     """Check the refcounts of the image against its references.  0 if
     nothing is wrong, the number of errors if it is corrupted, -errno if
     the check itself failed."""
@@ -1491,7 +1502,7 @@ def _range_touches(clusters: frozenset, offset: int, size: int,
     return False
 
 
-def qcow2_check_metadata_overlap(bs, ign: int, offset: int,
+def qcow2_check_metadata_overlap(bs: BlockDriverState, ign: int, offset: int,
                                  size: int) -> int:
     """Would a write of [offset, offset + size) hit metadata?  0 if not,
     the QCow2MetadataOverlap bit of one section hit, or -errno if a check
@@ -1575,7 +1586,7 @@ metadata_ol_names = {
 assert len(metadata_ol_names) == QCOW2_OL_MAX_BITNR
 
 
-def qcow2_pre_write_overlap_check(bs, ign: int, offset: int,
+def qcow2_pre_write_overlap_check(bs: BlockDriverState, ign: int, offset: int,
                                   size: int) -> int:
     """qcow2_check_metadata_overlap; an overlap marks the image corrupt,
     makes the BDS unusable and returns -EIO."""

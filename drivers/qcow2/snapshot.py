@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 
 from block import io
-from block.block_int import BDRV_SECTOR_SIZE
+from block.block_int import (BDRV_SECTOR_SIZE, BlockDriverState)
 from drivers.qcow2.qcow2_h import (INT_MAX, QCOW_MAX_SNAPSHOTS_SIZE,
                                    QCowSnapshot, QCowSnapshotExtraData,
                                    QCowSnapshotHeader, align_offset)
@@ -29,13 +29,13 @@ class QEMUSnapshotInfo:
         self.vm_clock_nsec = 0
 
 
-def qcow2_free_snapshots(bs) -> None:
+def qcow2_free_snapshots(bs: BlockDriverState) -> None:
     s = bs.opaque
     s.snapshots = None
     s.nb_snapshots = 0
 
 
-def qcow2_read_snapshots(bs) -> int:
+def qcow2_read_snapshots(bs: BlockDriverState) -> int:
     s = bs.opaque
     hdr_size = QCowSnapshotHeader.fmt.size
     extra_size = QCowSnapshotExtraData.fmt.size
@@ -100,7 +100,7 @@ def qcow2_read_snapshots(bs) -> int:
     return 0
 
 
-def qcow2_snapshot_list(bs, psn_tab: list) -> int:
+def qcow2_snapshot_list(bs: BlockDriverState, psn_tab: list) -> int:
     """psn_tab[0] gets a list of QEMUSnapshotInfo (None if there are no
     snapshots); returns their number."""
     s = bs.opaque
