@@ -24,12 +24,14 @@ from __future__ import annotations
 import errno
 import json
 import mmap
+import os
 import random
 import sys
+import tempfile
 from typing import Any, Optional
 
 import drivers
-from block import block_backend, io
+from block import block_backend, io, throttle_groups
 from block.block_int import (
     BDRV_O_ALLOW_RDWR, BDRV_O_CACHE_MASK, BDRV_O_COPY_ON_READ, BDRV_O_NOCACHE,
     BDRV_O_NO_BACKING, BDRV_O_NO_FLUSH, BDRV_O_NO_IO, BDRV_O_PROTOCOL,
@@ -46,8 +48,8 @@ from util.aio import (aio_context_acquire, aio_context_release, aio_poll,
                       qemu_get_aio_context)
 from util.coroutine import (qemu_coroutine_create, qemu_coroutine_enter,
                             qemu_in_coroutine)
-from util.error import (Errp, Error, error_get_pretty, error_propagate,
-                        error_setg, error_setg_errno)
+from util.error import (Errp, Error, error_abort, error_get_pretty,
+                        error_propagate, error_setg, error_setg_errno)
 from util.hbitmap import (HBitmap, HBitmapIter, hbitmap_alloc, hbitmap_count,
                           hbitmap_get, hbitmap_granularity, hbitmap_iter_init,
                           hbitmap_reset, hbitmap_reset_all, hbitmap_set,
@@ -58,7 +60,8 @@ from util.qemu_option import (
     QEMU_OPT_BOOL, QEMU_OPT_STRING, QemuOptDesc, QemuOptsList,
     parse_option_bool, qemu_opt_get, qemu_opt_get_bool, qemu_opt_get_size,
     qemu_opt_set, qemu_opt_set_number, qemu_opts_absorb_qdict,
-    qemu_opts_append, qemu_opts_create, qemu_opts_do_parse, qemu_opts_print)
+    qemu_opts_append, qemu_opts_create, qemu_opts_del, qemu_opts_do_parse,
+    qemu_opts_print)
 
 
 class BdrvDirtyBitmap:
@@ -742,6 +745,127 @@ def bdrv_set_backing_hd(bs: BlockDriverState,
     io.bdrv_refresh_limits(bs, None)
 
 
+def get_tmp_filename() -> tuple[int, str]:
+    """(0, name) of a new empty file in $TMPDIR or /var/tmp, or (-errno, '')."""
+    tmpdir = os.environ.get('TMPDIR') or '/var/tmp'
+    try:
+        fd, filename = tempfile.mkstemp(prefix='vl.', dir=tmpdir)
+    except OSError as e:
+        return -e.errno, ''
+    os.close(fd)
+    return 0, filename
+
+
+def bdrv_temp_snapshot_flags(flags: int) -> int:
+    return (flags & ~BDRV_O_SNAPSHOT) | BDRV_O_TEMPORARY
+
+
+def bdrv_append_temp_snapshot(bs: BlockDriverState, flags: int,
+                              errp: Errp) -> int:
+    """Open a temporary qcow2 image backed by bs and put it in bs's place
+    (snapshot=on: writes go to the overlay, which is deleted on close)."""
+    total_size = bdrv_getlength(bs)
+    if total_size < 0:
+        error_setg_errno(errp, -total_size, "Could not get image size")
+        return total_size
+
+    ret, tmp_filename = get_tmp_filename()
+    if ret < 0:
+        error_setg_errno(errp, -ret, "Could not get temporary filename")
+        return ret
+
+    qcow2 = bdrv_find_format('qcow2')
+    opts = qemu_opts_create(qcow2.create_opts)
+    qemu_opt_set_number(opts, BLOCK_OPT_SIZE, total_size, error_abort)
+    local_err = [None]
+    ret = bdrv_create(qcow2, tmp_filename, opts, local_err)
+    qemu_opts_del(opts)
+    if ret < 0:
+        error_setg_errno(errp, -ret, "Could not create temporary overlay "
+                         "'%s': %s", tmp_filename,
+                         error_get_pretty(local_err[0]))
+        return ret
+
+    snapshot_options = {'file.driver': 'file',
+                        'file.filename': tmp_filename,
+                        'driver': 'qcow2'}
+    bs_snapshot = [bdrv_new()]
+    ret = bdrv_open(bs_snapshot, None, None, snapshot_options, flags,
+                    local_err)
+    if ret < 0:
+        error_propagate(errp, local_err[0])
+        return ret
+
+    bdrv_append(bs_snapshot[0], bs)
+    return 0
+
+
+def bdrv_move_feature_fields(bs_dest: BlockDriverState,
+                             bs_src: BlockDriverState) -> None:
+    """The fields that stay with the device, on the top of a chain (the
+    write cache setting is the BlockBackend's in this port)."""
+    bs_dest.copy_on_read = bs_src.copy_on_read
+    bs_dest.dirty_bitmaps = bs_src.dirty_bitmaps
+
+
+def change_parent_backing_link(from_bs: BlockDriverState,
+                               to_bs: BlockDriverState) -> None:
+    """Make every parent of from_bs (nodes and the BlockBackend) use
+    to_bs instead."""
+    for c in list(from_bs.parents):
+        assert c.role is not child_backing
+        c.bs = to_bs
+        from_bs.parents.remove(c)
+        to_bs.parents.insert(0, c)
+        bdrv_ref(to_bs)
+        bdrv_unref(from_bs)
+    blk = from_bs.blk
+    if blk:
+        # blk_set_bs(): the backend's reference moves to to_bs
+        bdrv_ref(to_bs)
+        blk.bs = to_bs
+        to_bs.blk = blk
+        from_bs.blk = None
+        bdrv_unref(from_bs)
+        if to_bs not in bdrv_states:
+            bdrv_states.insert(bdrv_states.index(from_bs), to_bs)
+        bdrv_states.remove(from_bs)
+
+
+def swap_feature_fields(bs_top: BlockDriverState,
+                        bs_new: BlockDriverState) -> None:
+    tmp = BlockDriverState()
+    bdrv_move_feature_fields(tmp, bs_top)
+    bdrv_move_feature_fields(bs_top, bs_new)
+    bdrv_move_feature_fields(bs_new, tmp)
+
+    assert not bs_new.throttle_state
+    if bs_top.throttle_state:
+        io.bdrv_io_limits_enable(
+            bs_new, throttle_groups.throttle_group_get_name(bs_top))
+        io.bdrv_io_limits_disable(bs_top)
+
+
+def bdrv_append(bs_new: BlockDriverState, bs_top: BlockDriverState) -> None:
+    """Put bs_new above bs_top: bs_top's parents now use bs_new, whose
+    backing file bs_top becomes.  Takes over the caller's reference to
+    bs_new."""
+    assert not io.bdrv_requests_pending(bs_top)
+    assert not io.bdrv_requests_pending(bs_new)
+
+    bdrv_ref(bs_top)
+    change_parent_backing_link(bs_top, bs_new)
+
+    # some fields always stay on top of the backing file chain
+    swap_feature_fields(bs_top, bs_new)
+
+    bdrv_set_backing_hd(bs_new, bs_top)
+    bdrv_unref(bs_top)
+
+    # bs_new's new parents hold it now
+    bdrv_unref(bs_new)
+
+
 def bdrv_open_backing_file(bs: BlockDriverState, options: Optional[dict],
                            errp: Errp) -> int:
     """Open the backing file of bs (bs.backing_file, or the "backing.*"
@@ -898,11 +1022,6 @@ def bdrv_open_inherit(pbs: list, filename: Optional[str],
 
     assert drvname or not flags & BDRV_O_PROTOCOL
 
-    if flags & BDRV_O_SNAPSHOT:
-        error_setg(local_err, 'Temporary snapshots are not supported')
-        return _open_inherit_fail(pbs, bs, file, -errno.ENOTSUP, local_err,
-                                  errp)
-
     backing = qdict_get_try_str(options, 'backing')
     if backing == '':
         flags |= BDRV_O_NO_BACKING
@@ -913,9 +1032,13 @@ def bdrv_open_inherit(pbs: list, filename: Optional[str],
     options = dict(options)
 
     # open the image file, without a format layer
+    snapshot_flags = 0
     if not flags & BDRV_O_PROTOCOL:
         if flags & BDRV_O_RDWR:
             flags |= BDRV_O_ALLOW_RDWR
+        if flags & BDRV_O_SNAPSHOT:
+            snapshot_flags = bdrv_temp_snapshot_flags(flags)
+            flags = bdrv_backing_flags(flags)
         bs.open_flags = flags
 
         file = bdrv_open_child(filename, options, 'file', bs, child_file,
@@ -972,6 +1095,12 @@ def bdrv_open_inherit(pbs: list, filename: Optional[str],
                                             local_err, errp)
 
     pbs[0] = bs
+
+    # snapshot=on: a temporary qcow2 overlay takes bs's place above it
+    if snapshot_flags:
+        ret = bdrv_append_temp_snapshot(bs, snapshot_flags, local_err)
+        if local_err[0]:
+            return _open_inherit_close_and_fail(pbs, bs, ret, local_err, errp)
     return 0
 
 

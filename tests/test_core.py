@@ -278,8 +278,6 @@ OPEN_ERRORS = [
      "The only allowed filename for this driver is 'null-co://'"),
     ('{img}', {'driver': 'raw'}, BDRV_O_COPY_ON_READ, -errno.EINVAL,
      "Can't use copy-on-read on read-only device"),
-    ('{img}', {'driver': 'raw'}, BDRV_O_RDWR | BDRV_O_SNAPSHOT,
-     -errno.ENOTSUP, 'Temporary snapshots are not supported'),
 ]
 
 
@@ -870,3 +868,27 @@ def test_backing_file_unsupported(img, tmp_path):
     assert core.bdrv_open_backing_file(bs, None, errp) == -errno.EINVAL
     assert errp[0].msg == "Driver doesn't support backing files"
     core.bdrv_unref(bs)
+
+
+def test_bdrv_append_temp_snapshot(img, tmp_path, monkeypatch):
+    """snapshot=on: the backend gets a temporary qcow2 overlay over the
+    image, opened read-only; writes go to the overlay, which is deleted."""
+    monkeypatch.setenv('TMPDIR', str(tmp_path))
+    before = open(img, 'rb').read()
+    errp = [None]
+    blk = block_backend.blk_new_open('snap', img, None, {'driver': 'raw'},
+                                     BDRV_O_RDWR | BDRV_O_SNAPSHOT, errp)
+    assert blk is not None, errp[0]
+    top = block_backend.blk_bs(blk)
+    assert top.drv.format_name == 'qcow2'
+    base = top.backing.bs
+    assert base.drv.format_name == 'raw' and base.read_only
+    assert top.blk is blk and base.blk is None
+    # the overlay file was unlinked at open (BDRV_O_TEMPORARY)
+    assert list(tmp_path.iterdir()) == [tmp_path / 'test.raw']
+    assert block_backend.blk_pwrite(blk, 0, b'\xee' * 512, 512) == 512
+    buf = bytearray(1024)
+    assert block_backend.blk_pread(blk, 0, buf, 1024) == 1024
+    assert buf == b'\xee' * 512 + bytes([1]) * 512
+    block_backend.blk_unref(blk)
+    assert open(img, 'rb').read() == before
