@@ -27,6 +27,7 @@ prints the differences of every (selected) case.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -145,56 +146,84 @@ def run_case(case: ImgCase) -> tuple[ImgSide, ImgSide, list[str]]:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _dump(prog: list[str], fmt: str, path: str, length: int) -> str:
-    """`qemu-io -r -c 'read -v 0 LEN'` of an image, filtered."""
-    out, err, status = _run(prog + ["-r", "-f", fmt, "-c",
-                                    f"read -v 0 {length}", path],
-                            os.path.dirname(path))
-    return _filter(out + err, os.path.dirname(path)) + f"(status {status})"
+# a warning the real tools give for "backing": "" (see _spec)
+_BACKING_WARNING_RE = re.compile(r'^.*warning: Use of "backing": "" is '
+                                 r'deprecated.*\n', re.M)
 
 
-def _virtual_size(path: str, fmt: str) -> int:
-    out, _, status = _run([qemu_img_prog(), "info", "-f", fmt,
+def _info(path: str) -> dict:
+    """`qemu-img info --output=json` of a qcow2 image (without its backing
+    file), or {} if it cannot be read."""
+    out, _, status = _run([qemu_img_prog(), "info", "-f", "qcow2",
                            "--output=json", path], os.path.dirname(path))
-    match = re.search(r'"virtual-size": ([0-9]+)', out)
-    return int(match.group(1)) if status == 0 and match else 0
+    return json.loads(out) if status == 0 else {}
+
+
+def _spec(path: str, no_backing: bool) -> list[str]:
+    """How to name a qcow2 image to the tools: opened without its backing
+    file when that is missing (an image created with -u)."""
+    if no_backing:
+        return ["--image-opts", f"driver=qcow2,backing=,file.filename={path}"]
+    return ["-f", "qcow2", path]
+
+
+def _specs(a: str, b: str, no_backing: bool) -> list[str]:
+    """Two images for compare: -f and -F, or --image-opts for both."""
+    if no_backing:
+        return ["--image-opts"] + _spec(a, True)[1:] + _spec(b, True)[1:]
+    return ["-f", "qcow2", "-F", "qcow2", a, b]
+
+
+def _dump(prog: list[str], spec: list[str], path: str, length: int) -> str:
+    """`qemu-io -r -c 'read -v 0 LEN'` of an image, filtered."""
+    out, err, status = _run(prog + ["-r", "-c", f"read -v 0 {length}"]
+                            + spec, os.path.dirname(path))
+    text = _filter(out + err, os.path.dirname(path))
+    text = _BACKING_WARNING_RE.sub("", text)
+    return text + f"(status {status})"
 
 
 def compare_qcow2(name: str, real_path: str, port_path: str) -> list[str]:
     """The checks of two qcow2 images that should hold the same data."""
     found = []
     real_dir, port_dir = os.path.dirname(real_path), os.path.dirname(port_path)
+    info = _info(real_path)
+    backing = info.get("full-backing-filename")
+    no_backing = bool(backing) and not os.path.exists(
+        os.path.join(real_dir, backing))
 
-    out, err, status = _run([qemu_img_prog(), "compare", "-f", "qcow2",
-                             "-F", "qcow2", real_path, port_path], real_dir)
+    out, err, status = _run([qemu_img_prog(), "compare"]
+                            + _specs(real_path, port_path, no_backing),
+                            real_dir)
     if status != 0:
         found.append(f"{name}: qemu-img compare (status {status}): "
                      f"{out}{err}")
-    out, err, status = _run(port_command() + ["compare", "-f", "qcow2", "-F",
-                                              "qcow2", port_path, real_path],
+    out, err, status = _run(port_command() + ["compare"]
+                            + _specs(port_path, real_path, no_backing),
                             port_dir)
     if status != 0:
         found.append(f"{name}: pyqemu-img compare (status {status}): "
                      f"{out}{err}")
 
-    out, err, status = _run([qemu_img_prog(), "check", "-f", "qcow2",
-                             port_path], port_dir)
+    out, err, status = _run([qemu_img_prog(), "check"]
+                            + _spec(port_path, no_backing), port_dir)
     if status != 0:
         found.append(f"{name}: qemu-img check of pyqemu-img's image "
                      f"(status {status}): {out}{err}")
-    out, err, status = _run(port_command() + ["check", "-f", "qcow2",
-                                              real_path], real_dir)
+    out, err, status = _run(port_command() + ["check"]
+                            + _spec(real_path, no_backing), real_dir)
     if status != 0:
         found.append(f"{name}: pyqemu-img check of qemu-img's image "
                      f"(status {status}): {out}{err}")
 
-    length = min(READ_LEN, _virtual_size(real_path, "qcow2"))
+    length = min(READ_LEN, info.get("virtual-size", 0))
     if length:
-        reference = _dump([qemu_io_prog()], "qcow2", real_path, length)
+        reference = _dump([qemu_io_prog()], _spec(real_path, no_backing),
+                          real_path, length)
         for who, prog, path in (
                 ("qemu-io", [qemu_io_prog()], port_path),
                 ("pyqemu-io", port_command("block.qemu_io"), real_path)):
-            dump = _dump(prog, "qcow2", path, length)
+            dump = _dump(prog, _spec(path, no_backing), path, length)
             if dump.replace(os.path.dirname(path), "DIR") != \
                     reference.replace(real_dir, "DIR"):
                 side = "pyqemu-img's" if path == port_path else "qemu-img's"
