@@ -31,7 +31,7 @@ qemu-utils:
 	fi
 
 run: venv
-	$(PY) -m util.demo
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sh examples/demo_session.sh
 
 test: venv qemu-utils
 	$(PY) -m pytest -q -p no:cacheprovider tests
