@@ -583,6 +583,14 @@ def bdrv_open_common(bs: BlockDriverState, file: Optional[BdrvChild],
     assert bdrv_opt_mem_align(bs) != 0
     assert bdrv_min_mem_align(bs) != 0
     assert bs.request_alignment != 0 or bdrv_is_sg(bs)
+
+    # A write padded to the alignment at the end of such an image would
+    # grow it; QEMU 7.2 refuses the write permission (bdrv_node_refresh_perm)
+    if (bs.open_flags & BDRV_O_RDWR and bs.request_alignment and
+            (bs.total_sectors * BDRV_SECTOR_SIZE) % bs.request_alignment):
+        error_setg(errp, "Cannot get 'write' permission without 'resize': "
+                   "Image size is not a multiple of request alignment")
+        return _open_common_fail(bs, -errno.EPERM, opened=True)
     return 0
 
 

@@ -2055,10 +2055,15 @@ def bdrv_co_discard(bs: BlockDriverState, sector_num: int,
     if not bs.drv.bdrv_co_discard and not bs.drv.bdrv_aio_discard:
         return 0
 
-    # (the seed tracks this request in sectors, not bytes)
+    # The seed tracks this request in sectors where bytes are meant, and
+    # does not wait for an overlapping read-modify-write: its unaligned
+    # write then finds a discard inside its padding and fails an assertion.
+    # As later QEMU does, track bytes and wait like any other writer.
     req = BdrvTrackedRequest()
-    tracked_request_begin(req, bs, sector_num, nb_sectors,
+    tracked_request_begin(req, bs, sector_num << BDRV_SECTOR_BITS,
+                          nb_sectors << BDRV_SECTOR_BITS,
                           BDRV_TRACKED_DISCARD)
+    wait_serialising_requests(req)
     core.bdrv_set_dirty(bs, sector_num, nb_sectors)
 
     max_discard = MIN_NON_ZERO(bs.bl.max_discard, BDRV_REQUEST_MAX_SECTORS)

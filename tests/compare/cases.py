@@ -290,6 +290,12 @@ CASES = [
     Case("null_json", NONE, "'json:{\"driver\": \"null-co\", \"size\": 8192}'", ["length", "read 0 8k"]),
 
     # --- blkdebug: plain pass-through --------------------------------------------------------
+    Case("bd_align_odd_size", ("qemu-img create -f raw t.raw 260608",),
+         "--image-opts driver=raw,file.driver=blkdebug,file.align=4096,file.image.filename=t.raw",
+         ["write 260607 1", "length"]),
+    Case("bd_align_odd_size_ro", ("qemu-img create -f raw t.raw 260608",),
+         "-r --image-opts driver=raw,file.driver=blkdebug,file.align=4096,file.image.filename=t.raw",
+         ["read 260607 1", "length"]),
     Case("bd_basic", RAW_DATA, BD,
          ["read -P 0x5a 0 4k", "write -P 1 0 4k", "read -P 1 0 4k", "length", "info", "map", "alloc 0 4k",
           "flush", "readv -P 0 64k 1k 1k", "writev -P 2 8k 1k 1k", "aio_write -P 3 16k 4k", "aio_flush"]),
