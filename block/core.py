@@ -906,6 +906,14 @@ def bdrv_open_backing_file(bs: BlockDriverState, options: Optional[dict],
         options['driver'] = bs.backing_format
 
     assert bs.backing is None
+    # QEMU 7.2 stops a backing file loop with its image locks, which this
+    # port does not have: refuse an image that is its own ancestor instead.
+    if backing_filename and _backing_file_loops(bs, backing_filename):
+        bs.open_flags |= BDRV_O_NO_BACKING
+        error_setg(errp, "Backing file '%s' creates an infinite loop",
+                   backing_filename)
+        return -errno.EINVAL
+
     pbs = [None]
     ret = bdrv_open_inherit(pbs, backing_filename or None, None, options, 0,
                             bs, child_backing, local_err)
@@ -919,6 +927,26 @@ def bdrv_open_backing_file(bs: BlockDriverState, options: Optional[dict],
     bdrv_set_backing_hd(bs, pbs[0])
     bdrv_unref(pbs[0])
     return 0
+
+
+def _backing_file_loops(bs: BlockDriverState, filename: str) -> bool:
+    """Whether filename is the file of bs or of a node bs is opened for."""
+    try:
+        target = os.stat(filename)
+    except OSError:
+        return False        # the open will report it
+    node = bs
+    while node is not None:
+        for name in (node.filename, node.file and node.file.bs.filename):
+            try:
+                st = os.stat(name) if name else None
+            except OSError:
+                st = None
+            if st and (st.st_dev, st.st_ino) == (target.st_dev,
+                                                   target.st_ino):
+                return True
+        node = node.inherits_from
+    return False
 
 
 def bdrv_open_child(filename: Optional[str], options: dict, bdref_key: str,

@@ -60,6 +60,7 @@ from util.notify import (NotifierWithReturn, notifier_with_return_list_add,
                          notifier_with_return_list_notify)
 
 NOT_DONE = 0x7fffffff  # a synchronous wrapper's ret while the coroutine runs
+INT64_MAX = (1 << 63) - 1
 
 IOV_MAX = 1024         # Linux <limits.h>: most iovecs readv()/writev() take
 
@@ -467,7 +468,8 @@ def bdrv_check_byte_request(bs: BlockDriverState, offset: int,
     if not core.bdrv_is_inserted(bs):
         return -ENOMEDIUM
 
-    if offset < 0:
+    # an offset past INT64_MAX would be negative in C's int64_t
+    if offset < 0 or offset > INT64_MAX:
         return -EIO
 
     return 0
