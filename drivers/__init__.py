@@ -1,59 +1,106 @@
 """The block driver registry: bdrv_register and the look-ups of QEMU's block.c.
 
 Drivers register themselves when their module is imported (QEMU's
-block_init()).  bdrv_init() imports the driver modules listed in
-DRIVER_MODULES (QEMU's block/Makefile.objs) that exist in the tree; every
-look-up calls it, so that callers need not remember to.  The list is kept
-newest first (QLIST_INSERT_HEAD), which decides ties when probing.
+block_init()).  QEMU links every driver in; importing them all costs the
+start-up of every command, so the modules are imported lazily: DRIVER_TABLE
+says which format and protocol names each module registers and whether it
+probes, and a look-up imports only the modules that can answer it.
+bdrv_init() still imports them all (QEMU's module_call_init).  The list is
+kept newest first in link order (QLIST_INSERT_HEAD), whatever order the
+modules were imported in, because it decides ties when probing.
 
-The protocol prefixes (``null-co://``, ``blkdebug:``) are not a table here:
-bdrv_find_protocol() matches the prefix against each registered driver's
-protocol_name, so a new protocol driver only has to register.
+The protocol prefixes (``null-co://``, ``blkdebug:``) are not matched here
+by a table of their own: bdrv_find_protocol() matches the prefix against
+each registered driver's protocol_name; DRIVER_TABLE only says which module
+to import for a name.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from util.error import Errp, error_setg
 
-# modules of the built-in drivers, imported by bdrv_init()
-BUILTIN_DRIVERS = ('drivers.raw_posix', 'drivers.raw_bsd', 'drivers.null')
 
-# in QEMU's link order; a module not (yet) in the tree is skipped
-DRIVER_MODULES = ('raw_bsd', 'qcow2', 'null', 'blkdebug', 'blkverify',
-                  'raw_posix', 'throttle', 'sim')
+class DriverModule(NamedTuple):
+    """What a driver module registers, known before it is imported."""
+    format_names: tuple
+    protocol_names: tuple
+    probe: bool             # a driver with bdrv_probe (format probing)
+    probe_device: bool      # a driver with bdrv_probe_device (host devices)
+
+
+# in QEMU's link order (block/Makefile.objs); a module not in the tree is
+# skipped.  tests/test_driver_table.py checks this against the drivers.
+DRIVER_TABLE = {
+    'raw_bsd': DriverModule(('raw',), (), True, False),
+    'qcow2': DriverModule(('qcow2',), (), True, False),
+    'null': DriverModule(('null-co', 'null-aio'), ('null-co', 'null-aio'),
+                         False, False),
+    'blkdebug': DriverModule(('blkdebug',), ('blkdebug',), False, False),
+    'blkverify': DriverModule(('blkverify',), ('blkverify',), False, False),
+    'raw_posix': DriverModule(('file',), ('file',), False, False),
+    'throttle': DriverModule(('throttle',), (), False, False),
+    'sim': DriverModule(('sim',), ('sim',), False, False),
+}
+DRIVER_MODULES = tuple(DRIVER_TABLE)
 
 bdrv_drivers: list = []
-_initialized = False
+_loaded: set = set()
+
+
+def _link_rank(drv) -> int:
+    """Sort key: drivers of other modules (tests) first, then link order
+    reversed, as if every module had registered in link order."""
+    parts = type(drv).__module__.split('.')
+    if len(parts) >= 2 and parts[0] == __name__ and parts[1] in DRIVER_TABLE:
+        return len(DRIVER_MODULES) - DRIVER_MODULES.index(parts[1])
+    return 0
 
 
 def bdrv_register(bdrv) -> None:
     from block import io
     io.bdrv_setup_io_funcs(bdrv)
     bdrv_drivers.insert(0, bdrv)
+    rank = _link_rank(bdrv)
+    if rank:
+        _loaded.add(DRIVER_MODULES[len(DRIVER_MODULES) - rank])
+        # sort is stable: drivers of one module keep their order
+        bdrv_drivers.sort(key=_link_rank)
 
 
-def bdrv_init() -> None:
-    """Register the built-in drivers once (QEMU: module_call_init)."""
-    global _initialized
-    if _initialized:
-        return
-    _initialized = True
-    for name in DRIVER_MODULES:
+def _load(names) -> None:
+    """Import the driver modules in names that are not imported yet."""
+    for name in names:
+        if name in _loaded:
+            continue
+        _loaded.add(name)
         module = '%s.%s' % (__name__, name)
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module)
 
 
-def bdrv_find_format(format_name: str):
-    bdrv_init()
+def bdrv_init() -> None:
+    """Register every built-in driver (QEMU: module_call_init)."""
+    _load(DRIVER_MODULES)
+
+
+def _find_format_loaded(format_name: str):
     for drv in bdrv_drivers:
         if drv.format_name == format_name:
             return drv
     return None
+
+
+def bdrv_find_format(format_name: str):
+    drv = _find_format_loaded(format_name)
+    if drv is None:
+        _load(name for name, m in DRIVER_TABLE.items()
+              if format_name in m.format_names)
+        drv = _find_format_loaded(format_name)
+    return drv
 
 
 def bdrv_iterate_format() -> list:
@@ -75,6 +122,7 @@ def path_has_protocol(path: str) -> bool:
 
 def find_hdev_driver(filename: str):
     """The driver whose bdrv_probe_device scores filename highest."""
+    _load(name for name, m in DRIVER_TABLE.items() if m.probe_device)
     score_max = 0
     drv = None
     for d in bdrv_drivers:
@@ -88,7 +136,6 @@ def find_hdev_driver(filename: str):
 
 def bdrv_find_protocol(filename: str, allow_protocol_prefix: bool,
                        errp: Errp):
-    bdrv_init()
     # host device detection goes first, so that device names with a ':'
     # keep working (as in QEMU)
     drv = find_hdev_driver(filename)
@@ -99,6 +146,8 @@ def bdrv_find_protocol(filename: str, allow_protocol_prefix: bool,
         return bdrv_find_format('file')
 
     protocol = filename[:filename.index(':')][:127]
+    _load(name for name, m in DRIVER_TABLE.items()
+          if protocol in m.protocol_names)
     for drv in bdrv_drivers:
         if drv.protocol_name and drv.protocol_name == protocol:
             return drv
@@ -113,7 +162,7 @@ def bdrv_probe_all(buf: bytes, buf_size: int, filename: Optional[str]):
     Guessing a format is unsafe for raw images (CVE-2008-2004); raw scores
     1 so that it is chosen only when nothing else matches.
     """
-    bdrv_init()
+    _load(name for name, m in DRIVER_TABLE.items() if m.probe)
     score_max = 0
     drv = None
     for d in bdrv_drivers:
