@@ -23,7 +23,8 @@ from block import qemu_img_progress as progress
 from block.qapi import (qdict_entries, qobject_to_json_pretty, quoted_str,
                         size_to_str, tdb_hash)
 from block.qemu_img import ImgGetopt
-from util.cutils import no_argument, option, required_argument
+from util.cutils import (fflush_stdout, no_argument, option,
+                         required_argument)
 
 REAL_QEMU_IMG = shutil.which('qemu-img')
 
@@ -44,6 +45,9 @@ TRY = "Try 'qemu-img --help' for more information\n"
 
 def run(capfd, *args, cwd=None):
     """pyqemu-img in this process: (status, stdout, stderr)."""
+    # what earlier tests left in the C-like stdout buffer is not ours
+    fflush_stdout()
+    capfd.readouterr()
     old = os.getcwd()
     if cwd:
         os.chdir(cwd)
@@ -393,12 +397,13 @@ def test_map_hex_columns():
 
 def test_progress_float(capfd):
     """C floats: 64k of 2M is 3.125%, printed as 3.12 at a 2% step."""
+    fflush_stdout()
+    capfd.readouterr()
     progress.qemu_progress_init(True, 2.0)
     progress.qemu_progress_print(0, 100)
     for _ in range(32):
         qemu_img._progress_chunk(65536, 2 << 20)
     progress.qemu_progress_end()
-    from util.cutils import fflush_stdout
     fflush_stdout()
     out = capfd.readouterr().out
     assert out.startswith('    (0.00/100%)\r    (3.12/100%)\r'
