@@ -46,6 +46,41 @@ COMMANDS = ("abort", "aio_flush", "aio_read", "aio_write", "alloc", "break",
             "resume", "sigraise", "sleep", "truncate", "wait_break", "write",
             "writev")
 
+# qcow2 images made by the real qemu-img (harness.py compares them with
+# `qemu-img compare`, `check` and the guest-visible map, not byte for byte).
+def qcow2(opts: str = "", size: str = "1M", name: str = "t.qcow2") -> tuple:
+    return (f"qemu-img create -f qcow2 {opts} {name} {size}".replace("  ", " "),)
+
+
+def qio(name: str, fmt: str, *cmds: str) -> str:
+    """A set-up step writing with the real qemu-io."""
+    return f"qemu-io -f {fmt} " + " ".join(f"-c '{c}'" for c in cmds) + f" {name}"
+
+
+# Data, a hole and data again, as RAW_DATA.
+DATA_CMDS = ("write -P 0x5a 0 64k", "write -P 0xa5 128k 64k")
+Q = "-f qcow2 t.qcow2"
+QCOW2 = qcow2()
+QCOW2_DATA = QCOW2 + (qio("t.qcow2", "qcow2", *DATA_CMDS),)
+# A raw backing file with data, a qcow2 one, and a chain of three.
+RAW_BASE = ("qemu-img create -f raw b.raw 1M", qio("b.raw", "raw", *DATA_CMDS))
+QCOW2_OVER_RAW = RAW_BASE + qcow2("-b b.raw -F raw")
+QCOW2_BASE = qcow2(name="b.qcow2") + (qio("b.qcow2", "qcow2", *DATA_CMDS),)
+QCOW2_OVER_QCOW2 = QCOW2_BASE + qcow2("-b b.qcow2 -F qcow2")
+QCOW2_CHAIN = QCOW2_BASE + qcow2("-b b.qcow2 -F qcow2", name="m.qcow2") + (
+    qio("m.qcow2", "qcow2", "write -P 0x66 32k 64k", "write -z 160k 8k"),) + qcow2("-b m.qcow2 -F qcow2")
+# Compressed clusters: qemu-img convert -c of the raw data.
+QCOW2_COMPRESSED = RAW_BASE + ("qemu-img convert -c -f raw -O qcow2 b.raw t.qcow2",)
+# Every data command on an image holding DATA_CMDS (at whatever depth).
+QCOW2_IO = ("map", "alloc 0 1M", "read -P 0x5a 0 64k", "read -P 0 64k 64k", "read -P 0xa5 128k 64k",
+            "write -P 1 1 3", "write -P 2 60k 8k", "write -P 3 100k 4k", "writev -P 4 200k 512 1k 3",
+            "read -P 1 1 3", "read -P 0x5a 4 4092", "read -P 2 60k 8k", "readv -P 4 200k 512 1k 3",
+            "read -v 65530 12", "write -z 4k 4k", "write -z -u 136k 8k", "write -z 150k 1k", "write -z 250k 100k",
+            "discard 176k 16k", "discard 300k 64k", "read -P 0 4k 4k", "read -P 0 136k 8k", "read -P 0 150k 1k",
+            "read -P 0 250k 100k", "aio_write -P 5 512k 4k", "aio_flush", "aio_write -P 6 520k 1k", "aio_flush",
+            "aio_read -P 5 512k 4k", "aio_flush", "aio_read -P 6 520k 1k", "aio_flush", "flush",
+            "read -P 0xa5 160k 16k", "read -P 0xa5 192k 0", "alloc 0 1M", "alloc 512k 4k", "map")
+
 CASES = [
     # --- the program: options, help, no image, errors ---------------------
     Case("prog_help", NONE, "-h"),
@@ -534,3 +569,75 @@ CASES.append(Case("iotest077", RAW_128M, "", [OPEN_077] + [
                  "sequential_after_tail", "chained", "overlap_1", "overlap_2", "overlap_3", "overlap_4",
                  "tail_only", "pwritev_done", "pwritev_overlap")
     for command in _BY_NAME["iotest077_" + part].commands[1:]], stdin=True, drop=SUSPENDED))
+
+# --- qcow2 images made by the real qemu-img ------------------------------------------------------
+CHAIN_IO = ("map", "alloc 0 1M", "read -P 0x5a 0 32k", "read -P 0x66 32k 64k", "read -P 0 96k 32k",
+            "read -P 0xa5 128k 32k", "read -P 0 160k 8k", "read -P 0xa5 168k 24k", "write -P 1 30k 4k",
+            "write -z 100k 60k", "discard 64k 64k", "write -z -u 168k 4k", "read -P 1 30k 4k", "read -P 0x66 34k 30k",
+            "read -P 0 64k 64k", "read -P 0 100k 72k", "read -P 0xa5 172k 20k", "aio_write -P 2 1020k 4k",
+            "aio_flush", "readv -P 2 1020k 1k 3k", "map")
+CASES += [
+    *[Case(f"qcow2_io_cluster_{cs}", qcow2(f"-o cluster_size={cs}") + (qio("t.qcow2", "qcow2", *DATA_CMDS),),
+           Q, QCOW2_IO) for cs in ("512", "4k", "64k", "2M")],
+    *[Case(f"qcow2_io_compat_{c}", qcow2(f"-o compat={c}") + (qio("t.qcow2", "qcow2", *DATA_CMDS),), Q,
+           QCOW2_IO + ("info",)) for c in ("0.10", "1.1")],
+    Case("qcow2_io_over_raw", QCOW2_OVER_RAW, Q, QCOW2_IO),
+    Case("qcow2_io_over_qcow2", QCOW2_OVER_QCOW2, Q, QCOW2_IO),
+    Case("qcow2_io_over_qcow2_cluster_4k", QCOW2_BASE + qcow2("-o cluster_size=4k -b b.qcow2 -F qcow2"), Q,
+         QCOW2_IO),
+    Case("qcow2_io_chain", QCOW2_CHAIN, Q, CHAIN_IO),
+    Case("qcow2_io_compressed", QCOW2_COMPRESSED, Q, QCOW2_IO),
+    Case("qcow2_empty", QCOW2, Q, ["map", "alloc 0 1M", "read -P 0 0 1M", "length", "info"]),
+    Case("qcow2_info", QCOW2_CHAIN, Q, ["info", "length", "close", "open -o driver=qcow2 b.qcow2", "info"]),
+    Case("qcow2_probe", QCOW2_DATA, "t.qcow2", ["read -P 0x5a 0 64k", "write -P 1 0 512", "info"]),
+    Case("qcow2_past_end", QCOW2_DATA, Q,
+         ["read 1M 1", "write 1M 1", "read 1023k 2k", "write 1023k 2k", "write -z 1M 1", "write -z 1020k 8k",
+          "discard 1M 4k", "alloc 1M", "alloc 1023k 4k", "readv 1023k 1k 1k", "aio_read 1M 512", "aio_flush",
+          "length", "map"]),
+    Case("qcow2_unaligned", qcow2("-o cluster_size=4k") + (qio("t.qcow2", "qcow2", *DATA_CMDS),), Q,
+         ["write -P 0x11 1 3", "write -P 0x22 4095 2", "write -P 0x33 65535 4098", "writev -P 0x44 200k 1 511 3",
+          "aio_write -P 0x55 300k 7", "aio_flush", "read -P 0x11 1 3", "read -P 0x22 4095 2",
+          "read -P 0x33 65535 4098", "readv -P 0x44 200k 1 511 3", "read -P 0x55 300k 7", "read -v 0 8",
+          "read -v 65530 12", "write -z 5 10", "discard 7 9", "read -v 0 16", "map"]),
+    Case("qcow2_truncate", QCOW2_DATA, Q,
+         ["truncate 2M", "length", "read -P 0 1M 1M", "write -P 7 1536k 4k", "map", "truncate 3000000", "length",
+          "info", "read -P 7 1536k 4k"]),
+    Case("qcow2_truncate_shrink", QCOW2_DATA, Q, ["truncate 512k", "length", "read -P 0x5a 0 64k", "map"]),
+    Case("qcow2_truncate_over_backing", QCOW2_OVER_RAW, Q,
+         ["truncate 2M", "length", "read -P 0 1M 1M", "read -P 0xa5 128k 64k", "map"]),
+    Case("qcow2_copy_on_read", QCOW2_OVER_RAW, "-C " + Q,
+         ["read -P 0x5a 0 4k", "read -P 0 64k 8k", "read -P 0xa5 130k 1k", "map", "alloc 0 1M"]),
+    Case("qcow2_copy_on_read_chain", QCOW2_CHAIN, "-C " + Q,
+         ["read -P 0x5a 0 32k", "read -P 0x66 40k 4k", "read -P 0 160k 8k", "map"]),
+    Case("qcow2_snapshot", QCOW2_OVER_QCOW2, "-s " + Q,
+         ["write -P 0x11 0 4k", "read -P 0x11 0 4k", "read -P 0xa5 128k 4k", "map", "info"]),
+    Case("qcow2_read_only", QCOW2_DATA, "-r " + Q,
+         ["read -P 0x5a 0 4k", "write 0 1", "writev 0 1", "write -z 0 1", "discard 0 1", "truncate 2M",
+          "aio_write 0 1", "aio_flush", "flush", "length", "map", "reopen -w", "write -P 3 0 1", "read -P 3 0 1"]),
+    Case("qcow2_open_close", QCOW2_OVER_QCOW2, "",
+         ["open -o driver=qcow2 t.qcow2", "read -P 0x5a 0 4k", "close", "open t.qcow2", "write -P 1 0 4k", "close",
+          "open -r -o driver=qcow2 t.qcow2", "write 0 1", "reopen -w", "write -P 2 4k 4k", "reopen -r",
+          "reopen -c none", "read -P 2 4k 4k", "close", "open -o driver=qcow2,backing=null t.qcow2",
+          "open -o driver=qcow2,file.filename=b.qcow2", "read -P 0xa5 128k 4k", "close",
+          "open -o driver=qcow2 t.raw", "open -o driver=qcow2,bogus=1 t.qcow2", "open -o driver=raw t.qcow2",
+          "length", "close", "open -o driver=qcow2 t.qcow2", "read -P 1 0 4k", "read -P 2 4k 4k", "map"]),
+    Case("qcow2_open_no_backing", QCOW2_OVER_QCOW2, "",
+         ["open -o driver=qcow2,backing= t.qcow2", "read -P 0 0 4k", "map", "close",
+          "open -o driver=qcow2,backing.driver=raw,backing.file.filename=b.qcow2 t.qcow2", "read -v 0 4"]),
+    Case("qcow2_discard_unmap", QCOW2_DATA, "-d unmap " + Q,
+         ["discard 0 64k", "write -z -u 128k 64k", "write -z 64k 64k", "map"]),
+    Case("qcow2_zero_keeps_allocation", QCOW2_DATA, Q, ["write -z 0 64k", "read -P 0 0 64k", "map"]),
+    Case("qcow2_zero_over_backing", QCOW2_OVER_RAW, Q,
+         ["write -z 0 64k", "write -z -u 128k 64k", "read -P 0 0 64k", "read -P 0 128k 64k", "map"]),
+    Case("qcow2_zero_over_backing_crossing", QCOW2_OVER_RAW, Q, ["write -z 60k 8k", "read -P 0 60k 8k", "map"]),
+    Case("qcow2_zero_compat_010", qcow2("-o compat=0.10") + (qio("t.qcow2", "qcow2", *DATA_CMDS),), Q,
+         ["write -z 0 64k", "write -z -u 128k 64k", "write -z 1 2", "read -v 0 4", "map"]),
+    Case("qcow2_write_compressed", QCOW2, Q,
+         ["write -c -P 1 0 64k", "read -P 1 0 64k", "write -c 1 1", "write -c -P 2 64k 4k", "map", "info"]),
+    Case("qcow2_write_fua_nocache", QCOW2_DATA, "-n -t none " + Q,
+         ["write -f -P 9 0 4k", "write -P 8 1 3", "read -P 8 1 3", "read -P 9 4 4092", "flush"]),
+    Case("qcow2_aio_many", QCOW2_OVER_RAW, Q,
+         [*[f"aio_write -q -P {i} {i * 48}k 40k" for i in range(1, 12)], "aio_flush",
+          *[f"read -P {i} {i * 48}k 40k" for i in range(1, 12)], "map"]),
+    Case("qcow2_abort", QCOW2_DATA, Q, ["write -P 1 512k 64k", "abort"]),
+]
