@@ -55,6 +55,7 @@ from util.hbitmap import (HBitmap, HBitmapIter, hbitmap_alloc, hbitmap_count,
                           hbitmap_reset, hbitmap_reset_all, hbitmap_set,
                           hbitmap_truncate)
 from util import throttle
+from util.qemu_error import warn_report
 from util.notify import Notifier, notifier_list_add, notifier_list_notify
 from util.qemu_option import (
     QEMU_OPT_BOOL, QEMU_OPT_STRING, QemuOptDesc, QemuOptsList,
@@ -875,10 +876,11 @@ def bdrv_append(bs_new: BlockDriverState, bs_top: BlockDriverState) -> None:
 
 
 def bdrv_open_backing_file(bs: BlockDriverState, options: Optional[dict],
-                           errp: Errp) -> int:
-    """Open the backing file of bs (bs.backing_file, or the "backing.*"
-    options) unless it is open already.  Format drivers that support
-    backing files call this after reading their header."""
+                           errp: Errp, reference: Optional[str] = None) -> int:
+    """Open the backing file of bs (bs.backing_file, the "backing.*"
+    options, or the node named by the "backing" option, as QEMU 7.2 takes
+    it) unless it is open already.  Format drivers that support backing
+    files call this after reading their header."""
     local_err = [None]
 
     if bs.backing is not None:
@@ -888,7 +890,7 @@ def bdrv_open_backing_file(bs: BlockDriverState, options: Optional[dict],
         options = {}
 
     bs.open_flags &= ~BDRV_O_NO_BACKING
-    if 'file.filename' in options:
+    if reference or 'file.filename' in options:
         backing_filename = ''
     elif bs.backing_file == '' and not options:
         return 0
@@ -902,7 +904,7 @@ def bdrv_open_backing_file(bs: BlockDriverState, options: Optional[dict],
         error_setg(errp, "Driver doesn't support backing files")
         return -errno.EINVAL
 
-    if bs.backing_format and 'driver' not in options:
+    if bs.backing_format and 'driver' not in options and not reference:
         options['driver'] = bs.backing_format
 
     assert bs.backing is None
@@ -915,8 +917,8 @@ def bdrv_open_backing_file(bs: BlockDriverState, options: Optional[dict],
         return -errno.EINVAL
 
     pbs = [None]
-    ret = bdrv_open_inherit(pbs, backing_filename or None, None, options, 0,
-                            bs, child_backing, local_err)
+    ret = bdrv_open_inherit(pbs, backing_filename or None, reference, options,
+                            0, bs, child_backing, local_err)
     if ret < 0:
         bs.open_flags |= BDRV_O_NO_BACKING
         error_setg(errp, 'Could not open backing file: %s',
@@ -1060,6 +1062,8 @@ def bdrv_open_inherit(pbs: list, filename: Optional[str],
 
     backing = qdict_get_try_str(options, 'backing')
     if backing == '':
+        warn_report('Use of "backing": "" is deprecated; use "backing": '
+                    'null instead')
         flags |= BDRV_O_NO_BACKING
         del options['backing']
 
@@ -1112,7 +1116,8 @@ def bdrv_open_inherit(pbs: list, filename: Optional[str],
     # open the backing file, if there is one
     if not flags & BDRV_O_NO_BACKING:
         backing_options = qdict_extract_subqdict(options, 'backing.')
-        ret = bdrv_open_backing_file(bs, backing_options, local_err)
+        ret = bdrv_open_backing_file(bs, backing_options, local_err,
+                                     options.pop('backing', None))
         if ret < 0:
             return _open_inherit_close_and_fail(pbs, bs, ret, local_err, errp)
 
@@ -1550,7 +1555,7 @@ def bdrv_lookup_bs(device: Optional[str], node_name: Optional[str],
         if bs:
             return bs
 
-    error_setg(errp, 'Cannot find device=%s nor node_name=%s',
+    error_setg(errp, "Cannot find device='%s' nor node-name='%s'",
                device or '', node_name or '')
     return None
 

@@ -199,7 +199,7 @@ def test_open_reference(img):
     assert bs.refcnt == 1
     ret, _, msg = bdrv_open(None, {'driver': 'raw', 'file': 'nothere'})
     assert ret == -errno.EINVAL
-    assert msg == 'Cannot find device=nothere nor node_name=nothere'
+    assert msg == "Cannot find device='nothere' nor node-name='nothere'"
     pbs, errp = [None], [None]
     assert core.bdrv_open(pbs, img, 'base', None, 0, errp) == -errno.EINVAL
     assert errp[0].msg == ('Cannot reference an existing block device with '
