@@ -17,6 +17,19 @@ from harness import differences, missing_tools, run_case
 
 DIVERGENCES = Path(__file__).with_name("DIVERGENCES.rst")
 
+# Cases the port does not pass yet because a feature of 7.2 is missing (not
+# a difference kept on purpose): they run, and must still fail, so that one
+# that starts passing is noticed and taken off this list.
+NOT_YET = {
+    "qcow2_truncate_shrink": "qcow2 cannot shrink images yet (7.2's "
+                             "qcow2_co_truncate discards the clusters past "
+                             "the new end)",
+    "qcow2_zero_unaligned": "qcow2 zero writes are whole sectors (7.2's "
+                            "qcow2 has request_alignment 1 and turns a "
+                            "2-byte zero write into a zero cluster)",
+    "qcow2_zero_compat_010": "as qcow2_zero_unaligned, on a v2 image",
+}
+
 
 def _require_tools() -> None:
     missing = missing_tools()
@@ -41,7 +54,10 @@ def results(request):
     pool.shutdown(cancel_futures=True)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", [
+    pytest.param(c, marks=pytest.mark.xfail(reason=NOT_YET[c.name],
+                                            strict=True))
+    if c.name in NOT_YET else c for c in CASES], ids=[c.name for c in CASES])
 def test_compare(case, results):
     real, port = results[case.name].result()
     found = differences(real, port)
@@ -51,6 +67,10 @@ def test_compare(case, results):
         assert found, (f"no difference any more: remove the entry"
                        f" {case.diverges!r} from DIVERGENCES.rst and"
                        f" the case's diverges=")
+
+
+def test_not_yet_names_are_cases():
+    assert set(NOT_YET) <= {c.name for c in CASES}
 
 
 def test_case_names_unique():
