@@ -165,7 +165,7 @@ def bench_img(smoke: bool = False) -> list:
 
 
 def print_rows(rows: list) -> None:
-    print(f"{'what':44s} {'unit':>5s} {'QEMU median':>12s} {'spread':>7s}"
+    print(f"{'what':50s} {'unit':>5s} {'QEMU median':>12s} {'spread':>7s}"
           f" {'port median':>12s} {'spread':>7s} {'port/QEMU':>9s}")
     for what, unit, real, port in rows:
         cells = []
@@ -174,7 +174,7 @@ def print_rows(rows: list) -> None:
             spread = (max(values) - min(values)) / m * 100 if m else 0.0
             cells.append(f"{m:12.1f} {spread:6.1f}%")
         ratio = median(port) / median(real) if median(real) else 0.0
-        print(f"{what:44s} {unit:>5s} {cells[0]} {cells[1]} {ratio:8.1%}")
+        print(f"{what:50s} {unit:>5s} {cells[0]} {cells[1]} {ratio:8.1%}")
 
 
 def main(argv: list[str]) -> int:
