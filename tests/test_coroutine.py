@@ -389,3 +389,36 @@ def test_python_backend_passes_the_same_cases():
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          __file__], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_co_aio_sleep_ns_on_the_virtual_clock():
+    """co_aio_sleep_ns (qemu-coroutine-sleep.c) wakes the coroutine from an
+    AioContext timer once the clock has moved by ns."""
+    from util.aio import aio_context_new, aio_poll
+    from util.coroutine_lock import co_aio_sleep_ns
+    from util.timer import (QEMU_CLOCK_VIRTUAL, qemu_clock_get_ns,
+                            qemu_clock_is_external, qemu_clock_set_external,
+                            qemu_clock_step_ns)
+
+    was_external = qemu_clock_is_external(QEMU_CLOCK_VIRTUAL)
+    qemu_clock_set_external(QEMU_CLOCK_VIRTUAL, True)
+    try:
+        ctx = aio_context_new()
+        woke = []
+        start = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL)
+
+        def sleeper(opaque):
+            co_aio_sleep_ns(ctx, QEMU_CLOCK_VIRTUAL, 1000)
+            woke.append(qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) - start)
+
+        qemu_coroutine_enter(qemu_coroutine_create(sleeper))
+        qemu_clock_step_ns(QEMU_CLOCK_VIRTUAL, 999)
+        while aio_poll(ctx, False):
+            pass
+        assert woke == []
+        qemu_clock_step_ns(QEMU_CLOCK_VIRTUAL, 1)
+        while aio_poll(ctx, False):
+            pass
+        assert woke == [1000]
+    finally:
+        qemu_clock_set_external(QEMU_CLOCK_VIRTUAL, was_external)

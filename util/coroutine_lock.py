@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections import deque
 
+from util.aio import aio_timer_new
 from util.coroutine import (Coroutine, coroutine_fn, qemu_co_queue_run_restart,
                             qemu_coroutine_enter, qemu_coroutine_self,
                             qemu_coroutine_yield, qemu_in_coroutine)
+from util.timer import (SCALE_NS, qemu_clock_get_ns, timer_del, timer_free,
+                        timer_mod)
 
 __all__ = [
     "CoQueue", "qemu_co_queue_init", "qemu_co_queue_wait",
@@ -160,9 +163,6 @@ def co_sleep_cb(co: Coroutine) -> None:
 @coroutine_fn
 def co_aio_sleep_ns(ctx, clock_type: int, ns: int) -> None:
     """Yield until ns nanoseconds of clock_type have passed on ctx's timers."""
-    from util.aio import aio_timer_new
-    from util.timer import (SCALE_NS, qemu_clock_get_ns, timer_del,
-                            timer_free, timer_mod)
     ts = aio_timer_new(ctx, clock_type, SCALE_NS, co_sleep_cb,
                        qemu_coroutine_self())
     timer_mod(ts, qemu_clock_get_ns(clock_type) + ns)
