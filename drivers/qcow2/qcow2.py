@@ -1647,8 +1647,20 @@ def qcow2_create(filename: str, opts, errp: Errp) -> int:
     size = (size + BDRV_SECTOR_SIZE - 1) & ~(BDRV_SECTOR_SIZE - 1)
     backing_file = qemu_opt_get_del(opts, BLOCK_OPT_BACKING_FILE)
     backing_fmt = qemu_opt_get_del(opts, BLOCK_OPT_BACKING_FMT)
-    if qemu_opt_get_bool_del(opts, BLOCK_OPT_ENCRYPT, False):
+    if (qemu_opt_get_bool_del(opts, BLOCK_OPT_ENCRYPT, False)
+            or qemu_opt_get_del(opts, BLOCK_OPT_ENCRYPT_FORMAT)):
         error_setg(errp, "Encrypted images are not supported")
+        return -errno.ENOTSUP
+    # 7.2's options for features not ported: refuse anything but the default
+    if qemu_opt_get_del(opts, BLOCK_OPT_DATA_FILE):
+        error_setg(errp, "External data files are not supported")
+        return -errno.ENOTSUP
+    if qemu_opt_get_bool_del(opts, BLOCK_OPT_EXTL2, False):
+        error_setg(errp, "Extended L2 tables are not supported")
+        return -errno.ENOTSUP
+    buf = qemu_opt_get_del(opts, BLOCK_OPT_COMPRESSION_TYPE)
+    if buf not in (None, "zlib"):
+        error_setg(errp, "Compression type '%s' is not supported", buf)
         return -errno.ENOTSUP
     cluster_size = qemu_opt_get_size_del(opts, BLOCK_OPT_CLUSTER_SIZE,
                                          DEFAULT_CLUSTER_SIZE)
@@ -2014,21 +2026,58 @@ def qcow2_signal_corruption(bs: BlockDriverState, fatal: bool, offset: int,
     s.signaled_corruption = True
 
 
+# 7.2's option names that block/block_int.py (2.5's) does not define
+BLOCK_OPT_DATA_FILE = "data_file"
+BLOCK_OPT_DATA_FILE_RAW = "data_file_raw"
+BLOCK_OPT_ENCRYPT_FORMAT = "encrypt.format"
+BLOCK_OPT_EXTL2 = "extended_l2"
+BLOCK_OPT_COMPRESSION_TYPE = "compression_type"
+
+# 7.2's list and order (qcow2_create_opts of block/qcow2.c, the encryption
+# and layout options first, then its QCOW_COMMON_OPTIONS): the order is what
+# bdrv_img_create's "Formatting ..." line follows.  qcow2_create refuses the
+# values of the features this port lacks (data file, encryption, extended
+# L2, compression other than zlib).
 qcow2_create_opts = QemuOptsList("qcow2-create-opts", [
+    QemuOptDesc(BLOCK_OPT_ENCRYPT, QEMU_OPT_BOOL,
+                "Encrypt the image with format 'aes'. (Deprecated in favor "
+                "of " + BLOCK_OPT_ENCRYPT_FORMAT + "=aes)"),
+    QemuOptDesc(BLOCK_OPT_ENCRYPT_FORMAT, QEMU_OPT_STRING,
+                "Encrypt the image, format choices: 'aes', 'luks'"),
+    QemuOptDesc("encrypt.key-secret", QEMU_OPT_STRING,
+                "ID of secret providing qcow AES key or LUKS passphrase"),
+    QemuOptDesc("encrypt.cipher-alg", QEMU_OPT_STRING,
+                "Name of encryption cipher algorithm"),
+    QemuOptDesc("encrypt.cipher-mode", QEMU_OPT_STRING,
+                "Name of encryption cipher mode"),
+    QemuOptDesc("encrypt.ivgen-alg", QEMU_OPT_STRING,
+                "Name of IV generator algorithm"),
+    QemuOptDesc("encrypt.ivgen-hash-alg", QEMU_OPT_STRING,
+                "Name of IV generator hash algorithm"),
+    QemuOptDesc("encrypt.hash-alg", QEMU_OPT_STRING,
+                "Name of encryption hash algorithm"),
+    QemuOptDesc("encrypt.iter-time", QEMU_OPT_NUMBER,
+                "Time to spend in PBKDF in milliseconds"),
+    QemuOptDesc(BLOCK_OPT_CLUSTER_SIZE, QEMU_OPT_SIZE, "qcow2 cluster size",
+                str(DEFAULT_CLUSTER_SIZE)),
+    QemuOptDesc(BLOCK_OPT_EXTL2, QEMU_OPT_BOOL, "Extended L2 tables", "off"),
+    QemuOptDesc(BLOCK_OPT_PREALLOC, QEMU_OPT_STRING,
+                "Preallocation mode (allowed values: off, metadata, "
+                "falloc, full)"),
+    QemuOptDesc(BLOCK_OPT_COMPRESSION_TYPE, QEMU_OPT_STRING,
+                "Compression method used for image cluster compression",
+                "zlib"),
     QemuOptDesc(BLOCK_OPT_SIZE, QEMU_OPT_SIZE, "Virtual disk size"),
     QemuOptDesc(BLOCK_OPT_COMPAT_LEVEL, QEMU_OPT_STRING,
-                "Compatibility level (0.10 or 1.1)"),
+                "Compatibility level (v2 [0.10] or v3 [1.1])"),
     QemuOptDesc(BLOCK_OPT_BACKING_FILE, QEMU_OPT_STRING,
                 "File name of a base image"),
     QemuOptDesc(BLOCK_OPT_BACKING_FMT, QEMU_OPT_STRING,
                 "Image format of the base image"),
-    QemuOptDesc(BLOCK_OPT_ENCRYPT, QEMU_OPT_BOOL, "Encrypt the image",
-                "off"),
-    QemuOptDesc(BLOCK_OPT_CLUSTER_SIZE, QEMU_OPT_SIZE, "qcow2 cluster size",
-                str(DEFAULT_CLUSTER_SIZE)),
-    QemuOptDesc(BLOCK_OPT_PREALLOC, QEMU_OPT_STRING,
-                "Preallocation mode (allowed values: off, metadata, "
-                "falloc, full)"),
+    QemuOptDesc(BLOCK_OPT_DATA_FILE, QEMU_OPT_STRING,
+                "File name of an external data file"),
+    QemuOptDesc(BLOCK_OPT_DATA_FILE_RAW, QEMU_OPT_BOOL,
+                "The external data file must stay valid as a raw image"),
     QemuOptDesc(BLOCK_OPT_LAZY_REFCOUNTS, QEMU_OPT_BOOL,
                 "Postpone refcount updates", "off"),
     QemuOptDesc(BLOCK_OPT_REFCOUNT_BITS, QEMU_OPT_NUMBER,
