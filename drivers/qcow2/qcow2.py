@@ -1939,6 +1939,9 @@ def qcow2_get_info(bs: BlockDriverState, bdi: BlockDriverInfo) -> int:
     bdi.can_write_zeroes_with_unmap = s.qcow_version >= 3
     bdi.cluster_size = s.cluster_size
     bdi.vm_state_offset = qcow2_vm_state_offset(s)
+    # 7.2 reports the header's dirty bit, so qemu-img info can say that the
+    # image was not cleanly shut down
+    bdi.is_dirty = bool(s.incompatible_features & QCOW2_INCOMPAT_DIRTY)
     return 0
 
 
