@@ -189,6 +189,12 @@ def null_co_get_block_status(bs, sector_num: int, nb_sectors: int,
     return BDRV_BLOCK_OFFSET_VALID | start
 
 
+def null_allocated_file_size(bs) -> int:
+    """null_allocated_file_size() of 7.2: the node stores nothing, so 0
+    bytes (without it qemu-img info would call the size unavailable)."""
+    return 0
+
+
 def null_refresh_filename(bs) -> None:
     """"null-co://" names the node when no option of its own was given."""
     opts: dict = {}
@@ -217,6 +223,7 @@ class BdrvNullCo(BlockDriver):
 
     bdrv_co_get_block_status = staticmethod(null_co_get_block_status)
     bdrv_refresh_filename = staticmethod(null_refresh_filename)
+    bdrv_get_allocated_file_size = staticmethod(null_allocated_file_size)
 
 
 class BdrvNullAio(BlockDriver):
@@ -236,6 +243,7 @@ class BdrvNullAio(BlockDriver):
 
     bdrv_co_get_block_status = staticmethod(null_co_get_block_status)
     bdrv_refresh_filename = staticmethod(null_refresh_filename)
+    bdrv_get_allocated_file_size = staticmethod(null_allocated_file_size)
 
 
 bdrv_null_co = BdrvNullCo()
