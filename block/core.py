@@ -49,7 +49,8 @@ from util.aio import (aio_context_acquire, aio_context_release, aio_poll,
 from util.coroutine import (qemu_coroutine_create, qemu_coroutine_enter,
                             qemu_in_coroutine)
 from util.error import (Errp, Error, error_abort, error_get_pretty,
-                        error_propagate, error_setg, error_setg_errno)
+                        error_append_hint, error_propagate, error_setg,
+                        error_setg_errno)
 from util.hbitmap import (HBitmap, HBitmapIter, hbitmap_alloc, hbitmap_count,
                           hbitmap_get, hbitmap_granularity, hbitmap_iter_init,
                           hbitmap_reset, hbitmap_reset_all, hbitmap_set,
@@ -1950,12 +1951,12 @@ def bdrv_img_create(filename: str, fmt: str, base_filename: Optional[str],
 
     backing_fmt = qemu_opt_get(opts, BLOCK_OPT_BACKING_FMT)
 
-    # the size comes from the user, or else from the backing file
+    # 7.2 opens the backing file whenever it may (not under -u, i.e.
+    # BDRV_O_NO_BACKING), to check it and to learn its format and size, and
+    # refuses a backing file whose format is not given rather than probe it
+    # on every later open
     size = qemu_opt_get_size(opts, BLOCK_OPT_SIZE, -1)
-    if size == -1:
-        if not backing_file:
-            error_setg(errp, 'Image creation needs a size parameter')
-            return
+    if backing_file and not (flags & BDRV_O_NO_BACKING):
         full_backing = bdrv_get_full_backing_filename_from_filename(
             filename, backing_file, local_err)
         if local_err[0]:
@@ -1969,15 +1970,31 @@ def bdrv_img_create(filename: str, fmt: str, base_filename: Optional[str],
         ret = bdrv_open(pbs, full_backing, None, backing_options, back_flags,
                         local_err)
         if ret < 0:
+            error_append_hint(local_err, "Could not open backing image.\n")
             error_propagate(errp, local_err[0])
             return
-        size = bdrv_getlength(pbs[0])
-        bdrv_unref(pbs[0])
-        if size < 0:
-            error_setg_errno(errp, -size, "Could not get size of '%s'",
-                             backing_file)
+        if not backing_fmt:
+            error_setg(errp, "Backing file specified without backing format")
+            error_append_hint(errp, "Detected format of %s.",
+                              pbs[0].drv.format_name)
+            bdrv_unref(pbs[0])
             return
-        qemu_opt_set_number(opts, BLOCK_OPT_SIZE, size, None)
+        if size == -1:
+            size = bdrv_getlength(pbs[0])
+            if size < 0:
+                error_setg_errno(errp, -size, "Could not get size of '%s'",
+                                 backing_file)
+                bdrv_unref(pbs[0])
+                return
+            qemu_opt_set_number(opts, BLOCK_OPT_SIZE, size, None)
+        bdrv_unref(pbs[0])
+    elif backing_file and not backing_fmt:
+        error_setg(errp, "Backing file specified without backing format")
+        return
+
+    if size == -1:
+        error_setg(errp, 'Image creation needs a size parameter')
+        return
 
     if not quiet:
         print("Formatting '%s', fmt=%s %s" %

@@ -118,7 +118,6 @@ CORRUPT = ("qemu-img create -f qcow2 k.qcow2 1M",
 
 # Entries of DIVERGENCES.rst
 RAW_CREATE_OPTS = "raw-create-options"
-IMG_CREATE_BACKING = "img-create-backing-format"
 SECTOR_STATUS = "sector-granular-block-status"
 
 CASES = [
@@ -165,13 +164,11 @@ CASES = [
     ImgCase("create_qcow2_backing", QCOW2,
             "create -f qcow2 -b b.qcow2 -F qcow2 z.qcow2"),
     ImgCase("create_qcow2_backing_no_fmt", RAW,
-            "create -q -f qcow2 -b a.raw z.qcow2",
-            diverges=IMG_CREATE_BACKING),
+            "create -q -f qcow2 -b a.raw z.qcow2"),
     ImgCase("create_qcow2_unsafe_backing", NONE,
             "create -q -f qcow2 -u -b nosuch.qcow2 -F qcow2 z.qcow2 1M"),
     ImgCase("create_qcow2_unsafe_backing_no_size", NONE,
-            "create -q -f qcow2 -u -b nosuch.qcow2 -F qcow2 z.qcow2",
-            diverges=IMG_CREATE_BACKING),
+            "create -q -f qcow2 -u -b nosuch.qcow2 -F qcow2 z.qcow2"),
     ImgCase("create_qcow2_bad_cluster", NONE,
             "create -q -f qcow2 -o cluster_size=1000 x.qcow2 1M"),
     ImgCase("create_qcow2_help", NONE, "create -f qcow2 -o help"),
