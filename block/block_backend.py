@@ -25,6 +25,7 @@ from block.block_int import (BDRV_REQ_FUA, BDRV_REQ_ZERO_WRITE,
                              BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE, INT_MAX,
                              BlockDriverState)
 from util.aio import (AIOCBInfo, BlockAIOCB, aio_bh_new,
+                      aio_bh_schedule_oneshot,
                       aio_context_acquire, aio_context_release, aio_poll,
                       qemu_bh_delete, qemu_bh_schedule, qemu_get_aio_context)
 from util.coroutine import qemu_coroutine_create, qemu_coroutine_enter
@@ -219,7 +220,8 @@ def blk_check_byte_request(blk: BlockBackend, offset: int, size: int) -> int:
     if not blk_is_available(blk):
         return -errno.ENOMEDIUM
 
-    length = blk_getlength(blk)
+    # blk_getlength() would only repeat the blk_is_available() just done
+    length = core.bdrv_getlength(blk.bs)
     if length < 0:
         return length
 
@@ -374,7 +376,7 @@ def blk_abort_aio_request(blk: BlockBackend, cb, opaque,
 
 
 class BlkAioEmAIOCB(BlockAIOCB):
-    __slots__ = ('rwco', 'bytes', 'has_returned', 'bh')
+    __slots__ = ('rwco', 'bytes', 'has_returned')
 
 
 blk_aio_em_aiocb_info = AIOCBInfo(BlkAioEmAIOCB)
@@ -384,15 +386,13 @@ def blk_aio_complete(acb: BlkAioEmAIOCB) -> None:
     # a request that completes before blk_aio_prwv() returns is completed
     # from a bottom half, so that the callback never runs before the caller
     # has the acb
-    if acb.bh:
-        assert acb.has_returned
-        qemu_bh_delete(acb.bh)
     if acb.has_returned:
         acb.cb(acb.opaque, acb.rwco.ret)
         io.qemu_aio_unref(acb)
 
 
 def blk_aio_complete_bh(acb: BlkAioEmAIOCB) -> None:
+    assert acb.has_returned
     blk_aio_complete(acb)
 
 
@@ -402,7 +402,6 @@ def blk_aio_prwv(blk: BlockBackend, offset: int, nbytes: int,
     acb = blk_aio_get(blk_aio_em_aiocb_info, blk, cb, opaque)
     acb.rwco = BlkRwCo(blk, offset, qiov, nbytes, flags)
     acb.bytes = nbytes
-    acb.bh = None
     acb.has_returned = False
 
     co = qemu_coroutine_create(co_entry)
@@ -410,9 +409,9 @@ def blk_aio_prwv(blk: BlockBackend, offset: int, nbytes: int,
 
     acb.has_returned = True
     if acb.rwco.ret != NOT_DONE:
-        acb.bh = aio_bh_new(blk_get_aio_context(blk), blk_aio_complete_bh,
-                            acb)
-        qemu_bh_schedule(acb.bh)
+        # a one-shot bh (as QEMU 2.9+ does here): aio_bh_poll frees it
+        aio_bh_schedule_oneshot(blk_get_aio_context(blk),
+                                blk_aio_complete_bh, acb)
     return acb
 
 

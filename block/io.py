@@ -359,7 +359,10 @@ def tracked_request_end(req: BdrvTrackedRequest) -> None:
         req.bs.serialising_in_flight -= 1
 
     req.bs.tracked_requests.remove(req)
-    qemu_co_queue_restart_all(req.wait_queue)
+    # The seed restarts unconditionally; with no waiter (nearly always)
+    # that is a no-op, so skip the call.
+    if not qemu_co_queue_empty(req.wait_queue):
+        qemu_co_queue_restart_all(req.wait_queue)
 
 
 def tracked_request_begin(req: BdrvTrackedRequest, bs: BlockDriverState,

@@ -144,7 +144,9 @@ def rfifolock_unlock(r: RFifoLock, _get_ident=threading.get_ident) -> None:
 
 
 class QEMUBH:
-    __slots__ = ("ctx", "cb", "opaque", "next", "scheduled", "idle", "deleted")
+    # oneshot: QEMU 2.9's BH_ONESHOT, freed by aio_bh_poll after it ran
+    __slots__ = ("ctx", "cb", "opaque", "next", "scheduled", "idle", "deleted",
+                 "oneshot")
 
     def __init__(self, ctx: "AioContext", cb: QEMUBHFunc, opaque: Any) -> None:
         self.ctx = ctx
@@ -154,6 +156,7 @@ class QEMUBH:
         self.scheduled = False
         self.idle = False
         self.deleted = False
+        self.oneshot = False
 
 
 class AioHandler:
@@ -219,6 +222,20 @@ def aio_bh_new(ctx: AioContext, cb: QEMUBHFunc, opaque: Any) -> QEMUBH:
     return bh
 
 
+def aio_bh_schedule_oneshot(ctx: AioContext, cb: QEMUBHFunc,
+                            opaque: Any) -> None:
+    """Run cb(opaque) once from the next aio_bh_poll, which then frees the
+    bh (QEMU 2.9+): aio_bh_new + qemu_bh_schedule + qemu_bh_delete in one,
+    for callers that only need a single deferred call."""
+    bh = QEMUBH(ctx, cb, opaque)
+    bh.scheduled = True
+    bh.oneshot = True
+    with ctx.bh_lock:
+        bh.next = ctx.first_bh
+        ctx.first_bh = bh
+    aio_notify(ctx)
+
+
 def aio_bh_poll(ctx: AioContext) -> int:
     """Run the scheduled bottom halves; 1 if one counts as progress.  Not
     reentrant in parallel, but may nest (a bh may call aio_poll)."""
@@ -239,6 +256,10 @@ def aio_bh_poll(ctx: AioContext) -> int:
                 if not bh.idle and bh is not notify_dummy_bh:
                     ret = 1
                 bh.idle = False
+                if bh.oneshot:
+                    # freed below, as qemu_bh_delete would have it
+                    bh.deleted = True
+                    ctx.bh_deleted = True
                 bh.cb(bh.opaque)
             bh = next_bh
     finally:
