@@ -901,3 +901,19 @@ def test_source_bh_from_thread() -> None:
         qemu_bh_delete(bh)
 
     loop.run_until_complete(main())
+
+
+def test_bh_schedule_oneshot():
+    """aio_bh_schedule_oneshot (QEMU 2.9): runs once, counts as progress,
+    and leaves no bottom half behind."""
+    from util.aio import aio_bh_schedule_oneshot
+    calls = []
+    aio_bh_schedule_oneshot(ctx, calls.append, "x")
+    assert aio_poll(ctx, False)
+    assert calls == ["x"]
+    assert not aio_poll(ctx, False)
+    assert calls == ["x"]
+    bh = ctx.first_bh
+    while bh is not None:
+        assert not bh.oneshot
+        bh = bh.next
