@@ -806,6 +806,25 @@ def test_bdrv_co_do_zero_pwritev(ctx):
         BLKDBG_PWRITEV, BLKDBG_PWRITEV_DONE]
 
 
+def test_bdrv_co_do_zero_pwritev_zero_padding(ctx):
+    """A padded head or tail block that is all zeroes after the write stays
+    a zero write (7.2's qcow2 makes a zero cluster of it); one with data
+    around the zeroed bytes is written as data."""
+    data = bytearray(32 * SECTOR)
+    data[20 * SECTOR:24 * SECTOR] = b"\x07" * (4 * SECTOR)
+    bs = new_bs(ctx, new_drv(ZeroDriver), alignment=4096, data=data)
+    bs.open_flags |= BDRV_O_UNMAP
+    assert run_co(ctx, io.bdrv_co_write_zeroes, bs, 1, 2,
+                  BDRV_REQ_MAY_UNMAP) == 0
+    assert run_co(ctx, io.bdrv_co_write_zeroes, bs, 17, 2, 0) == 0
+    assert bs.opaque.log == [
+        ("read", 0, 8),
+        ("write_zeroes", 0, 8, BDRV_REQ_ZERO_WRITE | BDRV_REQ_MAY_UNMAP),
+        ("read", 16, 8), ("write", 16, 8)]
+    data[17 * SECTOR:19 * SECTOR] = bytes(2 * SECTOR)
+    assert bs.opaque.data == data
+
+
 def test_bdrv_co_do_zero_pwritev_aligned(ctx):
     bs = new_bs(ctx, new_drv(ZeroDriver), alignment=4096,
                 data=pattern(32 * SECTOR))

@@ -24,10 +24,6 @@ NOT_YET = {
     "qcow2_truncate_shrink": "qcow2 cannot shrink images yet (7.2's "
                              "qcow2_co_truncate discards the clusters past "
                              "the new end)",
-    "qcow2_zero_unaligned": "qcow2 zero writes are whole sectors (7.2's "
-                            "qcow2 has request_alignment 1 and turns a "
-                            "2-byte zero write into a zero cluster)",
-    "qcow2_zero_compat_010": "as qcow2_zero_unaligned, on a v2 image",
 }
 
 
