@@ -117,7 +117,6 @@ CORRUPT = ("qemu-img create -f qcow2 k.qcow2 1M",
            corrupted_refcount("k.qcow2"))
 
 # Entries of DIVERGENCES.rst
-RAW_CREATE_OPTS = "raw-create-options"
 SECTOR_STATUS = "sector-granular-block-status"
 
 CASES = [
@@ -139,8 +138,17 @@ CASES = [
             "create -o preallocation=falloc x.raw 128k"),
     ImgCase("create_raw_quiet", NONE, "create -q x.raw 4M"),
     ImgCase("create_raw_help", NONE, "create -o help"),
-    ImgCase("create_raw_help_file", NONE, "create -o help x.raw",
-            diverges=RAW_CREATE_OPTS),
+    ImgCase("create_raw_help_file", NONE, "create -o help x.raw"),
+    ImgCase("create_raw_extent_hint", NONE,
+            "create -f raw -o extent_size_hint=2M x.raw 1M"),
+    ImgCase("create_raw_extent_hint_zero", NONE,
+            "create -o extent_size_hint=0,nocow=on x.raw 1M"),
+    ImgCase("create_raw_extent_hint_bad", NONE,
+            "create -o extent_size_hint=1Q x.raw 1M"),
+    ImgCase("create_raw_extent_hint_negative", NONE,
+            "create -o extent_size_hint=-1 x.raw 1M"),
+    ImgCase("create_raw_extent_hint_too_large", NONE,
+            "create -o extent_size_hint=4G x.raw 1M"),
     ImgCase("create_raw_backing", RAW, "create -f raw -b a.raw z.raw"),
     ImgCase("create_bad_size", NONE, "create x.raw 1Q"),
     ImgCase("create_size_range", NONE, "create x.raw 20E"),
@@ -172,6 +180,12 @@ CASES = [
     ImgCase("create_qcow2_bad_cluster", NONE,
             "create -q -f qcow2 -o cluster_size=1000 x.qcow2 1M"),
     ImgCase("create_qcow2_help", NONE, "create -f qcow2 -o help"),
+    ImgCase("create_qcow2_help_file", NONE, "create -f qcow2 -o help x.qcow2"),
+    ImgCase("create_qcow2_extent_hint", NONE,
+            "create -f qcow2 -o extent_size_hint=256k,preallocation=metadata "
+            "x.qcow2 1M"),
+    ImgCase("create_qcow2_extent_hint_too_large", NONE,
+            "create -f qcow2 -o extent_size_hint=8G x.qcow2 1M"),
 
     # --- info ---------------------------------------------------------------
     ImgCase("info_raw", RAW, "info a.raw"),
