@@ -146,7 +146,10 @@ class BlkDebugEvent(enum.IntEnum):
     BLKDBG_PWRITEV_ZERO = 40
     BLKDBG_PWRITEV_DONE = 41
     BLKDBG_EMPTY_IMAGE_PREPARE = 42
-    BLKDBG_EVENT_MAX = 43
+    # QEMU 2.10's events of qcow2's shrinking
+    BLKDBG_L1_SHRINK_WRITE_TABLE = 43
+    BLKDBG_L1_SHRINK_FREE_L2_CLUSTERS = 44
+    BLKDBG_EVENT_MAX = 45
 
 
 # BLKDBG_L1_UPDATE etc. as module names, as the C enum constants are.

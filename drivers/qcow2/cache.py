@@ -340,3 +340,30 @@ def qcow2_cache_entry_mark_dirty(bs: BlockDriverState, c: Qcow2Cache,
     i = c.table_idx[id(table)]
     assert c.entries[i].offset != 0
     c.entries[i].dirty = True
+
+
+def qcow2_cache_is_table_offset(bs: BlockDriverState, c: Qcow2Cache,
+                                offset: int) -> Optional[bytearray]:
+    """The cached table at offset, or None (QEMU 2.10)."""
+    i = c.lookup.get(offset)
+    if i is None:
+        return None
+    return qcow2_cache_get_table_addr(bs, c, i)
+
+
+def qcow2_cache_discard(bs: BlockDriverState, c: Qcow2Cache,
+                        table: bytearray) -> None:
+    """Forget an unreferenced table without writing it back: the cluster
+    it came from is being freed (QEMU 2.10)."""
+    i = qcow2_cache_get_table_idx(bs, c, table)
+    entry = c.entries[i]
+
+    assert entry.ref == 0
+
+    _set_entry_offset(c, i, 0)
+    entry.lru_counter = 0
+    entry.dirty = False
+    # with lru_counter 0 it is the next entry to be reused
+    c.lru.move_to_end(i, last=False)
+
+    qcow2_cache_table_release(bs, c, i, 1)

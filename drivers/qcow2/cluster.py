@@ -20,7 +20,9 @@ from block.block_int import (BDRV_REQ_MAY_UNMAP, BDRV_SECTOR_BITS,
                              BLKDBG_COW_READ, BLKDBG_COW_WRITE, BLKDBG_EVENT,
                              BLKDBG_L1_GROW_ACTIVATE_TABLE,
                              BLKDBG_L1_GROW_ALLOC_TABLE,
-                             BLKDBG_L1_GROW_WRITE_TABLE, BLKDBG_L1_UPDATE,
+                             BLKDBG_L1_GROW_WRITE_TABLE,
+                             BLKDBG_L1_SHRINK_FREE_L2_CLUSTERS,
+                             BLKDBG_L1_SHRINK_WRITE_TABLE, BLKDBG_L1_UPDATE,
                              BLKDBG_L2_ALLOC_COW_READ, BLKDBG_L2_ALLOC_WRITE,
                              BLKDBG_L2_UPDATE_COMPRESSED,
                              BLKDBG_READ_COMPRESSED, BlockDriverState)
@@ -70,6 +72,42 @@ trace_qcow2_alloc_clusters_offset = trace_event_register(
 
 _unpack_be64 = be64.unpack_from
 _pack_be64 = be64.pack_into
+
+
+def qcow2_shrink_l1_table(bs: BlockDriverState, exact_size: int) -> int:
+    """Drop the L1 entries from exact_size on and free their L2 tables
+    (QEMU 2.10).  The table keeps its size, in memory and in the header:
+    the dropped entries become zero."""
+    s = bs.opaque
+
+    if exact_size >= s.l1_size:
+        return 0
+
+    new_l1_size = exact_size
+
+    # 2.5's I/O layer writes zeroes by whole sectors only, and these
+    # entries need not fill one: a zeroed buffer writes them instead
+    BLKDBG_EVENT(bs.file, BLKDBG_L1_SHRINK_WRITE_TABLE)
+    nbytes = (s.l1_size - new_l1_size) * 8
+    ret = io.bdrv_pwrite(bs.file.bs, s.l1_table_offset + new_l1_size * 8,
+                         bytes(nbytes), nbytes)
+    if ret >= 0:
+        ret = io.bdrv_flush(bs.file.bs)
+    if ret < 0:
+        # the table on disk may be zeroed in part only; forgetting the
+        # entries in memory too keeps the L2 tables from being used
+        s.l1_table[new_l1_size:] = [0] * (s.l1_size - new_l1_size)
+        return ret
+
+    BLKDBG_EVENT(bs.file, BLKDBG_L1_SHRINK_FREE_L2_CLUSTERS)
+    for i in range(s.l1_size - 1, new_l1_size - 1, -1):
+        l2_offset = s.l1_table[i] & L1E_OFFSET_MASK
+        if not l2_offset:
+            continue
+        refcount.qcow2_free_clusters(bs, l2_offset, s.cluster_size,
+                                     QCOW2_DISCARD_ALWAYS)
+        s.l1_table[i] = 0
+    return 0
 
 
 def qcow2_grow_l1_table(bs: BlockDriverState, min_size: int,

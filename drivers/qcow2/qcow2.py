@@ -21,6 +21,9 @@ user or for safety:
   the end of the image (2.10); write_zeroes on a version 2 image without
   a backing file discards (2.10);
 - the clusters of an allocating write that fails are freed (2.11);
+- truncate shrinks images (2.10, with 7.2's messages), and allows a v3
+  image with internal snapshots to be resized (4.2); a cluster whose
+  refcount drops to 0 leaves the table caches (2.10);
 - bdrv_get_specific_info also reports compression-type and extended-l2,
   which 7.2's qemu-img info prints.
 """
@@ -84,11 +87,12 @@ from util.coroutine import coroutine_fn, qemu_coroutine_self
 from util.coroutine_lock import (qemu_co_mutex_init, qemu_co_mutex_lock,
                                  qemu_co_mutex_unlock,
                                  qemu_co_queue_restart_all)
-from util.error import Errp, error_propagate, error_setg, error_setg_errno
+from util.error import (Errp, error_get_pretty, error_propagate, error_setg,
+                        error_setg_errno)
 from util.iov import (QEMUIOVector, qemu_iovec_concat, qemu_iovec_destroy,
                       qemu_iovec_from_buf, qemu_iovec_init, qemu_iovec_memset,
                       qemu_iovec_reset)
-from util.qemu_error import error_printf, error_report
+from util.qemu_error import error_printf, error_report, warn_report
 from util.qemu_option import (
     QEMU_OPT_BOOL, QEMU_OPT_NUMBER, QEMU_OPT_SIZE, QEMU_OPT_STRING,
     QemuOptDesc, QemuOptsList, qemu_opt_get, qemu_opt_get_bool,
@@ -1814,34 +1818,43 @@ def qcow2_co_discard(bs: BlockDriverState, sector_num: int,
 
 def qcow2_truncate(bs: BlockDriverState, offset: int, prealloc: str,
                    errp: Errp) -> int:
-    """Grow the image to offset bytes.  The block layer's callback takes
-    QEMU 7.2's prealloc and errp; like 2.5, only prealloc "off" works, and
-    the messages are 7.2's where it has the same error."""
+    """Resize the image to offset bytes, as QEMU 7.2's qcow2_co_truncate:
+    shrinking drops the clusters past the new end, the L2 tables and
+    refblocks left unused, and the unused tail of the file.  Growing takes
+    prealloc "off" only (2.5 had no preallocation here)."""
     s = bs.opaque
-
-    if prealloc != "off":
-        error_setg(errp, "Unsupported preallocation mode '%s'", prealloc)
-        return -errno.ENOTSUP
 
     if offset & 511:
         error_setg(errp, "The new size must be a multiple of 512")
         return -errno.EINVAL
 
-    # cannot proceed if image has snapshots
-    if s.nb_snapshots:
-        error_setg(errp, "Can't resize an image which has snapshots")
+    # v2 images need not record the disk size of a snapshot, so a resize
+    # would leave their snapshots without one
+    if s.nb_snapshots and s.qcow_version < 3:
+        error_setg(errp, "Can't resize a v2 image which has snapshots")
         return -errno.ENOTSUP
 
-    # shrinking is currently not supported
-    if offset < bs.total_sectors * 512:
-        error_setg(errp, "qcow2 doesn't support shrinking images yet")
-        return -errno.ENOTSUP
-
+    old_length = bs.total_sectors * BDRV_SECTOR_SIZE
     new_l1_size = size_to_l1(s, offset)
-    ret = cluster.qcow2_grow_l1_table(bs, new_l1_size, True)
-    if ret < 0:
-        error_setg_errno(errp, -ret, "Failed to grow the L1 table")
-        return ret
+
+    if offset < old_length:
+        if prealloc != "off":
+            error_setg(errp,
+                       "Preallocation can't be used for shrinking an image")
+            return -errno.EINVAL
+
+        ret = qcow2_shrink(bs, offset, new_l1_size, errp)
+        if ret < 0:
+            return ret
+    else:
+        if prealloc != "off":
+            error_setg(errp, "Unsupported preallocation mode '%s'", prealloc)
+            return -errno.ENOTSUP
+
+        ret = cluster.qcow2_grow_l1_table(bs, new_l1_size, True)
+        if ret < 0:
+            error_setg_errno(errp, -ret, "Failed to grow the L1 table")
+            return ret
 
     # write updated header.size
     data = struct.pack(">Q", offset)
@@ -1852,6 +1865,59 @@ def qcow2_truncate(bs: BlockDriverState, offset: int, prealloc: str,
         return ret
 
     s.l1_vm_state_index = new_l1_size
+    return 0
+
+
+def qcow2_shrink(bs: BlockDriverState, offset: int, new_l1_size: int,
+                 errp: Errp) -> int:
+    """The shrinking half of qcow2_co_truncate: free what lies past offset
+    and cut the file after its last used cluster.  The header's size is
+    the caller's."""
+    s = bs.opaque
+    old_length = bs.total_sectors * BDRV_SECTOR_SIZE
+
+    # the cluster that offset falls into stays; the discard takes the
+    # partial cluster at the old end whole
+    discard_start = align_offset(offset, s.cluster_size)
+    if discard_start < old_length:
+        nb_sectors = (old_length - discard_start) >> BDRV_SECTOR_BITS
+        ret = cluster.qcow2_discard_clusters(bs, discard_start, nb_sectors,
+                                             QCOW2_DISCARD_ALWAYS, True)
+        if ret < 0:
+            error_setg_errno(errp, -ret, "Failed to discard cropped clusters")
+            return ret
+
+    ret = cluster.qcow2_shrink_l1_table(bs, new_l1_size)
+    if ret < 0:
+        error_setg_errno(errp, -ret,
+                         "Failed to reduce the number of L2 tables")
+        return ret
+
+    ret = refcount.qcow2_shrink_reftable(bs)
+    if ret < 0:
+        error_setg_errno(errp, -ret, "Failed to discard unused refblocks")
+        return ret
+
+    old_file_size = core.bdrv_getlength(bs.file.bs)
+    if old_file_size < 0:
+        error_setg_errno(errp, -old_file_size,
+                         "Failed to inquire current file length")
+        return old_file_size
+
+    last_cluster = refcount.qcow2_get_last_cluster(bs, old_file_size)
+    if last_cluster < 0:
+        error_setg_errno(errp, -last_cluster,
+                         "Failed to find the last cluster")
+        return last_cluster
+
+    new_file_size = (last_cluster + 1) * s.cluster_size
+    if new_file_size < old_file_size:
+        # a file that cannot shrink only wastes space: not an error
+        local_err = [None]
+        core.bdrv_truncate(bs.file.bs, new_file_size, "off", local_err)
+        if local_err[0]:
+            warn_report("Failed to truncate the tail of the image: %s",
+                        error_get_pretty(local_err[0]))
     return 0
 
 

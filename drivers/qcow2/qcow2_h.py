@@ -464,6 +464,10 @@ def offset_to_l2_index(s: BDRVQcow2State, offset: int) -> int:
     return (offset >> s.cluster_bits) & (s.l2_size - 1)
 
 
+def offset_to_reftable_index(s: BDRVQcow2State, offset: int) -> int:
+    return offset >> (s.refcount_block_bits + s.cluster_bits)
+
+
 def align_offset(offset: int, n: int) -> int:
     return (offset + n - 1) & ~(n - 1)
 

@@ -37,8 +37,9 @@ from drivers.qcow2.qcow2_h import (
     QCOW2_OL_SNAPSHOT_TABLE, QCOW_HEADER_OFFSETOF, QCOW_MAX_REFTABLE_SIZE,
     QCOW_OFLAG_COPIED, REFT_OFFSET_MASK, BDRVQcow2State, BdrvCheckResult,
     Qcow2DiscardRegion, Qcow2MetadataTable, align_offset, be64, int64,
-    offset_into_cluster, qcow2_get_cluster_type, refcount_diff,
-    size_to_clusters, start_of_cluster)
+    offset_into_cluster, offset_to_reftable_index, qcow2_get_cluster_type,
+    refcount_diff, size_to_clusters, start_of_cluster)
+from util.iov import buffer_is_zero
 from util.qemu_error import error_printf
 
 _be16 = struct.Struct(">H")
@@ -523,8 +524,24 @@ def update_refcount(bs: BlockDriverState, offset: int, length: int,
             s.free_cluster_index = cluster_index
         s.set_refcount(blk, block_index, refcount)
 
-        if refcount == 0 and s.discard_passthrough[type]:
-            update_refcount_discard(bs, cluster_offset, s.cluster_size)
+        if refcount == 0:
+            # a freed cluster may hold a cached table, which must not be
+            # written back there later (QEMU 2.10)
+            table = cache.qcow2_cache_is_table_offset(
+                bs, s.refcount_block_cache, cluster_offset)
+            if table is not None:
+                cache.qcow2_cache_put(bs, s.refcount_block_cache,
+                                      refcount_block)
+                old_table_index = -1
+                cache.qcow2_cache_discard(bs, s.refcount_block_cache, table)
+
+            table = cache.qcow2_cache_is_table_offset(
+                bs, s.l2_table_cache, cluster_offset)
+            if table is not None:
+                cache.qcow2_cache_discard(bs, s.l2_table_cache, table)
+
+            if s.discard_passthrough[type]:
+                update_refcount_discard(bs, cluster_offset, s.cluster_size)
 
         cluster_offset += s.cluster_size
 
@@ -729,6 +746,144 @@ def qcow2_free_any_clusters(bs: BlockDriverState, l2_entry: int,
                                     nb_clusters << s.cluster_bits, type)
     else:
         assert ctype == QCOW2_CLUSTER_UNALLOCATED
+
+
+# --- shrinking the image (QEMU 2.10) ----------------------------------------
+
+def get_refblock_offset(bs: BlockDriverState, offset: int) -> int:
+    """Offset of the refblock covering offset, or -EIO (the image is
+    corrupt) if there is none."""
+    s = bs.opaque
+    index = offset_to_reftable_index(s, offset)
+
+    covering_refblock_offset = 0
+    if index < s.refcount_table_size:
+        covering_refblock_offset = s.refcount_table[index] & REFT_OFFSET_MASK
+    if not covering_refblock_offset:
+        qcow2.qcow2_signal_corruption(
+            bs, True, -1, -1, "Refblock at %#x is not covered by the "
+            "refcount structures", offset)
+        return -errno.EIO
+
+    return covering_refblock_offset
+
+
+def qcow2_discard_refcount_block(bs: BlockDriverState,
+                                 discard_block_offs: int) -> int:
+    """Free the cluster of a refblock that the reftable no longer names."""
+    s = bs.opaque
+    cluster_index = discard_block_offs >> s.cluster_bits
+    block_index = cluster_index & (s.refcount_block_size - 1)
+
+    refblock_offs = get_refblock_offset(bs, discard_block_offs)
+    if refblock_offs < 0:
+        return refblock_offs
+
+    assert discard_block_offs != 0
+
+    refblock = [None]
+    ret = cache.qcow2_cache_get(bs, s.refcount_block_cache, refblock_offs,
+                                refblock)
+    if ret < 0:
+        return ret
+
+    old = s.get_refcount(refblock[0], block_index)
+    if old != 1:
+        qcow2.qcow2_signal_corruption(
+            bs, True, -1, -1, "Invalid refcount: refblock offset %#x, "
+            "reftable index %u, block offset %#x, refcount %#x",
+            refblock_offs, offset_to_reftable_index(s, discard_block_offs),
+            discard_block_offs, old)
+        cache.qcow2_cache_put(bs, s.refcount_block_cache, refblock)
+        return -errno.EINVAL
+    s.set_refcount(refblock[0], block_index, 0)
+
+    cache.qcow2_cache_entry_mark_dirty(bs, s.refcount_block_cache,
+                                       refblock[0])
+    cache.qcow2_cache_put(bs, s.refcount_block_cache, refblock)
+
+    if cluster_index < s.free_cluster_index:
+        s.free_cluster_index = cluster_index
+
+    # the freed refblock may still be cached: never write it back
+    table = cache.qcow2_cache_is_table_offset(bs, s.refcount_block_cache,
+                                              discard_block_offs)
+    if table is not None:
+        cache.qcow2_cache_discard(bs, s.refcount_block_cache, table)
+    update_refcount_discard(bs, discard_block_offs, s.cluster_size)
+
+    return 0
+
+
+def qcow2_shrink_reftable(bs: BlockDriverState) -> int:
+    """Drop from the reftable the refblocks that count no cluster but
+    (perhaps) themselves, and free them."""
+    s = bs.opaque
+    reftable_tmp = [0] * s.refcount_table_size
+
+    for i in range(s.refcount_table_size):
+        refblock_offs = s.refcount_table[i] & REFT_OFFSET_MASK
+        if not refblock_offs:
+            continue
+
+        refblock = [None]
+        ret = cache.qcow2_cache_get(bs, s.refcount_block_cache,
+                                    refblock_offs, refblock)
+        if ret < 0:
+            return ret
+        blk = refblock[0]
+
+        if i == offset_to_reftable_index(s, refblock_offs):
+            # the refblock counts itself: look past that reference
+            block_index = ((refblock_offs >> s.cluster_bits)
+                           & (s.refcount_block_size - 1))
+            self_ref = s.get_refcount(blk, block_index)
+            s.set_refcount(blk, block_index, 0)
+            unused_block = buffer_is_zero(blk, s.cluster_size)
+            s.set_refcount(blk, block_index, self_ref)
+        else:
+            unused_block = buffer_is_zero(blk, s.cluster_size)
+        cache.qcow2_cache_put(bs, s.refcount_block_cache, refblock)
+
+        reftable_tmp[i] = 0 if unused_block else s.refcount_table[i]
+
+    ret = io.bdrv_pwrite_sync(
+        bs.file.bs, s.refcount_table_offset,
+        struct.pack(">%dQ" % s.refcount_table_size, *reftable_tmp),
+        s.refcount_table_size * 8)
+
+    # After a failed write the reftable on disk may be changed in part:
+    # dropping the entries in memory as well is the safer way
+    for i in range(s.refcount_table_size):
+        if s.refcount_table[i] and not reftable_tmp[i]:
+            if ret == 0:
+                ret = qcow2_discard_refcount_block(
+                    bs, s.refcount_table[i] & REFT_OFFSET_MASK)
+            s.refcount_table[i] = 0
+
+    if not s.cache_discards:
+        qcow2_process_discards(bs, ret)
+
+    return ret
+
+
+def qcow2_get_last_cluster(bs: BlockDriverState, size: int) -> int:
+    """Index of the last cluster below size with a reference, or -errno."""
+    s = bs.opaque
+    refcount = [0]
+
+    for i in range(size_to_clusters(s, size) - 1, -1, -1):
+        ret = qcow2_get_refcount(bs, i, refcount)
+        if ret < 0:
+            error_printf("Can't get refcount for cluster %d: %s\n", i,
+                         os.strerror(-ret))
+            return ret
+        if refcount[0] > 0:
+            return i
+
+    qcow2.qcow2_signal_corruption(bs, True, -1, -1, "There are no "
+                                  "references in the refcount table.")
+    return -errno.EIO
 
 
 # --- refcount checking functions --------------------------------------------

@@ -71,6 +71,8 @@ QCOW2_CHAIN = QCOW2_BASE + qcow2("-b b.qcow2 -F qcow2", name="m.qcow2") + (
     qio("m.qcow2", "qcow2", "write -P 0x66 32k 64k", "write -z 160k 8k"),) + qcow2("-b m.qcow2 -F qcow2")
 # Compressed clusters: qemu-img convert -c of the raw data.
 QCOW2_COMPRESSED = RAW_BASE + ("qemu-img convert -c -f raw -O qcow2 b.raw t.qcow2",)
+# Data of its own over the backing file's, in and past the first 100k.
+QCOW2_SHRINK_OVER_RAW = QCOW2_OVER_RAW + (qio("t.qcow2", "qcow2", "write -P 1 0 4k", "write -P 2 128k 8k"),)
 # Every data command on an image holding DATA_CMDS (at whatever depth).
 QCOW2_IO = ("map", "alloc 0 1M", "read -P 0x5a 0 64k", "read -P 0 64k 64k", "read -P 0xa5 128k 64k",
             "write -P 1 1 3", "write -P 2 60k 8k", "write -P 3 100k 4k", "writev -P 4 200k 512 1k 3",
@@ -603,6 +605,29 @@ CASES += [
          ["truncate 2M", "length", "read -P 0 1M 1M", "write -P 7 1536k 4k", "map", "truncate 3000000", "length",
           "info", "read -P 7 1536k 4k"]),
     Case("qcow2_truncate_shrink", QCOW2_DATA, Q, ["truncate 512k", "length", "read -P 0x5a 0 64k", "map"]),
+    Case("qcow2_truncate_shrink_unaligned", QCOW2_DATA, Q,
+         ["truncate 150k", "length", "read -P 0xa5 128k 22k", "read 150k 512", "map", "truncate 1M",
+          "read -v 150k 16", "read -P 0 192k 64k", "map"]),
+    Case("qcow2_truncate_shrink_backing", QCOW2_SHRINK_OVER_RAW, Q,
+         ["truncate 100k", "length", "read -P 1 0 4k", "read -P 0x5a 4k 60k", "read -P 0 64k 36k",
+          "read 128k 4k", "map"]),
+    Case("qcow2_truncate_shrink_backing_regrow", QCOW2_SHRINK_OVER_RAW, Q,
+         ["truncate 100k", "truncate 1M", "read -v 96k 16", "read -v 100k 16", "read -v 128k 16",
+          "read -v 136k 16", "map"]),
+    Case("qcow2_truncate_shrink_compat_010", qcow2("-o compat=0.10") + (qio("t.qcow2", "qcow2", *DATA_CMDS),), Q,
+         ["truncate 128k", "length", "read -P 0x5a 0 64k", "map", "truncate 1M", "read -P 0 128k 64k", "map"]),
+    Case("qcow2_truncate_shrink_compressed", QCOW2_COMPRESSED, Q,
+         ["truncate 136k", "length", "read -P 0x5a 0 64k", "read -P 0xa5 128k 8k", "map"]),
+    Case("qcow2_truncate_shrink_regrow", QCOW2_DATA, Q,
+         ["truncate 64k", "truncate 1M", "length", "read -P 0x5a 0 64k", "read -P 0 64k 960k", "map"]),
+    Case("qcow2_truncate_shrink_small_clusters",
+         qcow2("-o cluster_size=512", size="4M") + (qio("t.qcow2", "qcow2", "write -P 7 0 3M", "write -P 8 3584k 64k"),),
+         Q, ["truncate 96k", "length", "read -P 7 0 96k", "map", "truncate 4M", "read -P 0 96k 3M", "map"]),
+    Case("qcow2_truncate_shrink_snapshot", QCOW2_DATA + ("qemu-img snapshot -c s1 t.qcow2",), Q,
+         ["truncate 64k", "length", "read -P 0x5a 0 64k", "map", "truncate 1M", "read -P 0 64k 960k"]),
+    Case("qcow2_truncate_shrink_snapshot_v2",
+         qcow2("-o compat=0.10") + (qio("t.qcow2", "qcow2", *DATA_CMDS), "qemu-img snapshot -c s1 t.qcow2"), Q,
+         ["truncate 64k", "truncate 2M", "length"]),
     Case("qcow2_truncate_over_backing", QCOW2_OVER_RAW, Q,
          ["truncate 2M", "length", "read -P 0 1M 1M", "read -P 0xa5 128k 64k", "map"]),
     Case("qcow2_copy_on_read", QCOW2_OVER_RAW, "-C " + Q,
