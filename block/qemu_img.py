@@ -1,19 +1,20 @@
 """qemu-img, the disk image utility: the Python twin of QEMU's qemu-img.c.
 
-The commands create, info, check, map, compare, convert and bench.  Each
-command keeps the structure and the function names of qemu-img.c; options,
-messages, output and exit status are those of the installed QEMU (7.2),
-whose qemu-img differs from 2.5's in what a user sees (the -o help lists,
-the JSON key order, map's "present" field, convert's parallel coroutines
-and its -W/-m/-C/-r/--salvage options, bench, which 2.5 does not have).
+The commands create, info, check, map, compare, convert, bench and
+resize.  Each command keeps the structure and the function names of
+qemu-img.c; options, messages, output and exit status are those of the
+installed QEMU (7.2), whose qemu-img differs from 2.5's in what a user
+sees (the -o help lists, the JSON key order, map's "present" field,
+convert's parallel coroutines and its -W/-m/-C/-r/--salvage options,
+bench, which 2.5 does not have, resize's --shrink and --preallocation).
 Where 7.2's code does a thing the block layer of this port (the seed's era)
 cannot express, the 2.5 API is used: block status and compressed writes in
 sectors, BlockBackends with a name.  The program calls itself qemu-img in
 its messages, as the real one does, so that the two compare byte for byte.
 
 The other commands of 7.2 (amend, bitmap, commit, dd, measure, rebase,
-resize, snapshot) are listed in the help but not ported: they report so
-and exit with status 1.
+snapshot) are listed in the help but not ported: they report so and exit
+with status 1.
 
 Run as ``pyqemu-img`` or ``python -m block.qemu_img``.
 """
@@ -63,8 +64,8 @@ from util.qemu_error import (error_init, error_printf, error_report,
                              error_report_err, error_reportf_err, warn_report)
 from util.qemu_option import (QEMU_OPT_BOOL, QEMU_OPT_NUMBER, QEMU_OPT_SIZE,
                               QEMU_OPT_STRING, QemuOptDesc, QemuOptsList,
-                              qemu_opt_get,
-                              qemu_opt_get_bool, qemu_opt_set,
+                              qemu_opt_get, qemu_opt_get_bool,
+                              qemu_opt_get_size, qemu_opt_set,
                               qemu_opt_set_number, qemu_opts_append,
                               qemu_opts_create, qemu_opts_do_parse)
 
@@ -81,6 +82,8 @@ OPTION_PATTERN = 260
 OPTION_FLUSH_INTERVAL = 261
 OPTION_NO_DRAIN = 262
 OPTION_TARGET_IMAGE_OPTS = 263
+OPTION_PREALLOCATION = 265
+OPTION_SHRINK = 266
 OPTION_SALVAGE = 267
 OPTION_TARGET_IS_ZERO = 268
 OPTION_BITMAPS = 275
@@ -2546,6 +2549,118 @@ def img_bench(argv: list) -> int:
     return 0
 
 
+# the one option img_resize parses its size with, so that a bad size gets
+# the messages of QEMU_OPT_SIZE
+resize_options = QemuOptsList("resize_options", [
+    QemuOptDesc(BLOCK_OPT_SIZE, QEMU_OPT_SIZE, "Virtual disk size"),
+])
+
+
+def _int64(value: int) -> int:
+    """value as C's int64_t holds it (two's complement wrap)."""
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >> 63 else value
+
+
+def img_resize(argv: list) -> int:
+    local_err = [None]
+    fmt = None
+    quiet = False
+    image_opts = False
+    shrink = False
+    prealloc = "off"
+
+    # the size is taken off the end before getopt, so that "-1G" is not
+    # read as options
+    if len(argv) < 3:
+        error_exit("Not enough arguments")
+    size = argv[-1]
+    argv = argv[:-1]
+
+    long_options = [
+        option("help", no_argument, 'h'),
+        option("object", required_argument, OPTION_OBJECT),
+        option("image-opts", no_argument, OPTION_IMAGE_OPTS),
+        option("preallocation", required_argument, OPTION_PREALLOCATION),
+        option("shrink", no_argument, OPTION_SHRINK),
+    ]
+    getopt = ImgGetopt(argv, ":f:hq", long_options)
+    for c, optarg in getopt:
+        if c == ':':
+            missing_argument(getopt.bad_option)
+        elif c == '?':
+            unrecognized_option(getopt.bad_option)
+        elif c == 'h':
+            help()
+        elif c == 'f':
+            fmt = optarg
+        elif c == 'q':
+            quiet = True
+        elif c == OPTION_OBJECT:
+            user_creatable_process_cmdline(optarg)
+        elif c == OPTION_IMAGE_OPTS:
+            image_opts = True
+        elif c == OPTION_PREALLOCATION:
+            if optarg not in core.PREALLOC_MODES:
+                error_report("Invalid preallocation mode '%s'", optarg)
+                return 1
+            prealloc = optarg
+        elif c == OPTION_SHRINK:
+            shrink = True
+    argv, optind = getopt.argv, getopt.optind
+    if optind != len(argv) - 1:
+        error_exit("Expecting image file name and size")
+    filename = argv[optind]
+
+    # grow (+), shrink (-) or set
+    relative = {'+': 1, '-': -1}.get(size[:1], 0)
+    if relative:
+        size = size[1:]
+
+    param = qemu_opts_create(resize_options)
+    qemu_opt_set(param, BLOCK_OPT_SIZE, size, local_err)
+    if local_err[0]:
+        error_report_err(local_err[0])
+        return 1
+    n = qemu_opt_get_size(param, BLOCK_OPT_SIZE, 0)
+
+    blk = img_open("image", image_opts, filename, fmt, BDRV_O_RDWR, False,
+                   quiet, False)
+    if not blk:
+        return 1
+
+    ret = -1
+    current_size = bb.blk_getlength(blk)
+    if current_size < 0:
+        error_report("Failed to inquire current image length: %s",
+                     os.strerror(-current_size))
+    else:
+        if relative:
+            total_size = _int64(current_size + n * relative)
+        else:
+            total_size = _int64(n)
+        if total_size <= 0:
+            error_report("New image size must be positive")
+        elif total_size <= current_size and prealloc != "off":
+            error_report("Preallocation can only be used for growing "
+                         "images")
+        elif total_size < current_size and not shrink:
+            error_report("Use the --shrink option to perform a shrink "
+                         "operation.")
+            warn_report("Shrinking an image will delete all data beyond "
+                        "the shrunken image's end. Before performing such "
+                        "an operation, make sure there is no important data "
+                        "there.")
+        else:
+            ret = bb.blk_truncate(blk, total_size, prealloc, local_err)
+            if ret == 0:
+                qprintf(quiet, "Image resized.\n")
+            else:
+                error_report_err(local_err[0])
+    bb.blk_unref(blk)
+    return 0 if ret == 0 else 1
+
+
 def img_not_ported(argv: list) -> int:
     error_report("'%s' is not ported to pyqemu-img", argv[0])
     return 1
@@ -2566,7 +2681,7 @@ img_cmds: list = [
     ("measure", img_not_ported),
     ("snapshot", img_not_ported),
     ("rebase", img_not_ported),
-    ("resize", img_not_ported),
+    ("resize", img_resize),
 ]
 
 

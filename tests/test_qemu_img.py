@@ -11,6 +11,7 @@ tests/compare_img/'s job.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from block import qemu_img_progress as progress
 from block.qapi import (qdict_entries, qobject_to_json_pretty, quoted_str,
                         size_to_str, tdb_hash)
 from block.qemu_img import ImgGetopt
+from drivers import raw_posix
 from util.cutils import (fflush_stdout, no_argument, option,
                          required_argument)
 
@@ -315,8 +317,8 @@ def test_force_share_needs_read_only(capfd, tmp_path, raw_image):
 
 
 def test_not_ported(capfd):
-    assert run(capfd, 'resize', 'a.raw', '1M') == (
-        1, '', "qemu-img: 'resize' is not ported to pyqemu-img\n")
+    assert run(capfd, 'amend', '-o', 'compat=1.1', 'a.qcow2') == (
+        1, '', "qemu-img: 'amend' is not ported to pyqemu-img\n")
 
 
 def test_version(capfd):
@@ -563,3 +565,104 @@ def test_bench_write_flush(capfd, tmp_path, raw_image):
     assert data[:512] == b'\x07' * 512
     assert data[199 * 512:200 * 512] == b'\x07' * 512
     assert data[200 * 512:201 * 512] == b'\x01' * 512
+
+
+SHRINK_REFUSED = (
+    "qemu-img: Use the --shrink option to perform a shrink operation.\n"
+    "qemu-img: warning: Shrinking an image will delete all data beyond the "
+    "shrunken image's end. Before performing such an operation, make sure "
+    "there is no important data there.\n")
+
+
+def test_resize_raw(capfd, tmp_path, raw_image):
+    assert run(capfd, 'resize', '-f', 'raw', 'a.raw', '+1M',
+               cwd=tmp_path) == (0, 'Image resized.\n', '')
+    assert raw_image.stat().st_size == 2 << 20
+    # the size is taken off the end first: "-64k" is no option
+    assert run(capfd, 'resize', '-f', 'raw', 'a.raw', '-64k',
+               cwd=tmp_path) == (1, '', SHRINK_REFUSED)
+    assert run(capfd, 'resize', '-q', '--shrink', '-f', 'raw', 'a.raw',
+               '-1000', cwd=tmp_path) == (0, '', '')
+    assert raw_image.stat().st_size == (2 << 20) - 1000
+    assert raw_image.read_bytes()[65536:131072] == b'\x01' * 65536
+
+
+@pytest.mark.parametrize('args, message', [
+    (('a.raw',), "qemu-img: Not enough arguments\n" + TRY),
+    (('a.raw', '1M', '2M'),
+     "qemu-img: Expecting image file name and size\n" + TRY),
+    (('-f', 'raw', 'a.raw', '--', '-2M'),
+     "qemu-img: New image size must be positive\n"),
+    (('-f', 'raw', 'a.raw', '8E'),
+     "qemu-img: New image size must be positive\n"),
+    (('-f', 'raw', 'a.raw', '1Q'),
+     "qemu-img: Parameter 'size' expects a non-negative number below 2^64\n"
+     "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
+     "peta-\nand exabytes, respectively.\n"),
+    (('--preallocation=full', '--shrink', '-f', 'raw', 'a.raw', '512k'),
+     "qemu-img: Preallocation can only be used for growing images\n"),
+    (('--preallocation=fast', 'a.raw', '2M'),
+     "qemu-img: Invalid preallocation mode 'fast'\n"),
+    (('--preallocation=metadata', '-f', 'raw', 'a.raw', '2M'),
+     "qemu-img: Unsupported preallocation mode: metadata\n"),
+    (('-f', 'null-co', 'null-co://', '2G'),
+     "qemu-img: Image format driver does not support resize\n"),
+])
+def test_resize_errors(capfd, tmp_path, raw_image, args, message):
+    assert run(capfd, 'resize', *args, cwd=tmp_path) == (1, '', message)
+    assert raw_image.stat().st_size == 1 << 20
+
+
+def test_resize_probed_raw_warns(capfd, tmp_path, raw_image):
+    status, out, err = run(capfd, 'resize', 'a.raw', '2M', cwd=tmp_path)
+    assert (status, out) == (0, 'Image resized.\n')
+    assert err.startswith("WARNING: Image format was not specified for "
+                          "'a.raw' and probing guessed raw.\n")
+
+
+def test_resize_qcow2(capfd, tmp_path):
+    assert run(capfd, 'create', '-q', '-f', 'qcow2', 'b.qcow2', '1M',
+               cwd=tmp_path) == (0, '', '')
+    assert run(capfd, 'resize', 'b.qcow2', '+1000', cwd=tmp_path) == (
+        1, '', "qemu-img: The new size must be a multiple of 512\n")
+    assert run(capfd, 'resize', 'b.qcow2', '3M', cwd=tmp_path) == (
+        0, 'Image resized.\n', '')
+    status, out, err = run(capfd, 'info', '--output=json', 'b.qcow2',
+                           cwd=tmp_path)
+    assert json.loads(out)['virtual-size'] == 3 << 20
+
+
+REAL_IOCTL = fcntl.ioctl
+
+
+def _no_fsxattr(fd, request, arg=0, *rest):
+    """fcntl.ioctl on a file system without extent size hints (tmpfs)."""
+    if request == raw_posix.FS_IOC_FSSETXATTR:
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+    return REAL_IOCTL(fd, request, arg, *rest)
+
+
+@pytest.mark.parametrize('opts, warning', [
+    ('extent_size_hint=2M',
+     "qemu-img: warning: Failed to set extent size hint: Operation not "
+     "supported\n"),
+    # the default hint and a hint of 0 fail silently
+    ('extent_size_hint=0', ''),
+    ('nocow=off', ''),
+])
+def test_create_extent_size_hint_unsupported(capfd, tmp_path, monkeypatch,
+                                             opts, warning):
+    monkeypatch.setattr(raw_posix.fcntl, 'ioctl', _no_fsxattr)
+    status, out, err = run(capfd, 'create', '-o', opts, 'x.raw', '64k',
+                           cwd=tmp_path)
+    assert (status, err) == (0, warning)
+    assert (tmp_path / 'x.raw').stat().st_size == 65536
+
+
+def test_create_extent_size_hint_too_large(capfd, tmp_path):
+    assert run(capfd, 'create', '-o', 'extent_size_hint=4G', 'x.raw', '64k',
+               cwd=tmp_path) == (
+        1, "Formatting 'x.raw', fmt=raw size=65536 "
+        "extent_size_hint=4294967296\n",
+        "qemu-img: x.raw: Extent size hint is too large\n")
+    assert not (tmp_path / 'x.raw').exists()
