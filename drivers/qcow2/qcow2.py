@@ -22,7 +22,7 @@ user or for safety:
   a backing file discards (2.10);
 - the clusters of an allocating write that fails are freed (2.11);
 - truncate shrinks images (2.10, with 7.2's messages), and allows a v3
-  image with internal snapshots to be resized (4.2); a cluster whose
+  image with internal snapshots to be resized (as 7.2); a cluster whose
   refcount drops to 0 leaves the table caches (2.10);
 - bdrv_get_specific_info also reports compression-type and extended-l2,
   which 7.2's qemu-img info prints.

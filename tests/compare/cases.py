@@ -73,6 +73,12 @@ QCOW2_CHAIN = QCOW2_BASE + qcow2("-b b.qcow2 -F qcow2", name="m.qcow2") + (
 QCOW2_COMPRESSED = RAW_BASE + ("qemu-img convert -c -f raw -O qcow2 b.raw t.qcow2",)
 # Data of its own over the backing file's, in and past the first 100k.
 QCOW2_SHRINK_OVER_RAW = QCOW2_OVER_RAW + (qio("t.qcow2", "qcow2", "write -P 1 0 4k", "write -P 2 128k 8k"),)
+# 512-byte clusters: an L2 table maps 32k, a refblock counts 128k of the file.
+QCOW2_SMALL_CLUSTERS = qcow2("-o cluster_size=512", size="4M") + (
+    qio("t.qcow2", "qcow2", "write -P 7 0 3M", "write -P 8 3584k 64k"),)
+# blkdebug under it, with the caches of 7.2 and the port made the same size.
+BD_SMALL_CACHES = ("--image-opts driver=qcow2,l2-cache-size=1M,refcount-cache-size=256k,"
+                   "file.driver=blkdebug,file.config=bd.conf,file.image.filename=t.qcow2")
 # Every data command on an image holding DATA_CMDS (at whatever depth).
 QCOW2_IO = ("map", "alloc 0 1M", "read -P 0x5a 0 64k", "read -P 0 64k 64k", "read -P 0xa5 128k 64k",
             "write -P 1 1 3", "write -P 2 60k 8k", "write -P 3 100k 4k", "writev -P 4 200k 512 1k 3",
@@ -620,9 +626,13 @@ CASES += [
          ["truncate 136k", "length", "read -P 0x5a 0 64k", "read -P 0xa5 128k 8k", "map"]),
     Case("qcow2_truncate_shrink_regrow", QCOW2_DATA, Q,
          ["truncate 64k", "truncate 1M", "length", "read -P 0x5a 0 64k", "read -P 0 64k 960k", "map"]),
-    Case("qcow2_truncate_shrink_small_clusters",
-         qcow2("-o cluster_size=512", size="4M") + (qio("t.qcow2", "qcow2", "write -P 7 0 3M", "write -P 8 3584k 64k"),),
-         Q, ["truncate 96k", "length", "read -P 7 0 96k", "map", "truncate 4M", "read -P 0 96k 3M", "map"]),
+    Case("qcow2_truncate_shrink_small_clusters", QCOW2_SMALL_CLUSTERS, Q, ["truncate 96k", "length", "read -P 7 0 96k", "map", "truncate 4M", "read -P 0 96k 3M", "map"]),
+    Case("qcow2_truncate_shrink_l1_error",
+         conf(rule("inject-error", event="l1_shrink_write_table", errno="5", once="on"), QCOW2_SMALL_CLUSTERS),
+         BD_SMALL_CACHES, ["truncate 96k", "length", "read -P 7 0 96k", "map"]),
+    Case("qcow2_truncate_shrink_free_l2_event",
+         conf(rule("inject-error", event="l1_shrink_free_l2_clusters", errno="28", once="on"), QCOW2_SMALL_CLUSTERS),
+         BD_SMALL_CACHES, ["truncate 96k", "length", "read -P 7 0 96k", "map"]),
     Case("qcow2_truncate_shrink_snapshot", QCOW2_DATA + ("qemu-img snapshot -c s1 t.qcow2",), Q,
          ["truncate 64k", "length", "read -P 0x5a 0 64k", "map", "truncate 1M", "read -P 0 64k 960k"]),
     Case("qcow2_truncate_shrink_snapshot_v2",
