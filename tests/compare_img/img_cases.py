@@ -33,6 +33,10 @@ QCOW2_V2 = ("qemu-img create -f qcow2 -o compat=0.10,cluster_size=4k "
             "v.qcow2 8M",
             "qemu-io -f qcow2 -c 'write -P 5 0 12k' -c 'write -P 6 1M 3k' "
             "-c 'write -P 7 7M 4k' v.qcow2")
+# b (as QCOW2) and v (compat=0.10, 1 MiB) with an internal snapshot each
+SNAPSHOTS = QCOW2 + ("qemu-img snapshot -c s1 b.qcow2",
+                     "qemu-img create -f qcow2 -o compat=0.10 v.qcow2 1M",
+                     "qemu-img snapshot -c s1 v.qcow2")
 NONE = ()
 
 
@@ -413,4 +417,8 @@ CASES = [
             "resize --shrink -f qcow2 c.qcow2 -- -32M"),
     ImgCase("resize_qcow2_shrink_odd", QCOW2,
             "resize --shrink b.qcow2 -- -1000"),
+    ImgCase("resize_qcow2_snapshot", SNAPSHOTS, "resize b.qcow2 +1M"),
+    ImgCase("resize_qcow2_snapshot_v2", SNAPSHOTS, "resize v.qcow2 +1M"),
+    ImgCase("resize_qcow2_snapshot_shrink", SNAPSHOTS,
+            "resize --shrink b.qcow2 32M"),
 ]
