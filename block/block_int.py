@@ -191,6 +191,37 @@ class BlockDriverInfo:
         self.needs_compressed_writes = False
 
 
+class BlockFragInfo:
+    __slots__ = ("allocated_clusters", "total_clusters",
+                 "fragmented_clusters", "compressed_clusters")
+
+    def __init__(self) -> None:
+        self.allocated_clusters = 0
+        self.total_clusters = 0
+        self.fragmented_clusters = 0
+        self.compressed_clusters = 0
+
+
+class BdrvCheckResult:
+    """What bdrv_check found (and fixed); zeroed when made."""
+    __slots__ = ("corruptions", "leaks", "check_errors", "corruptions_fixed",
+                 "leaks_fixed", "image_end_offset", "bfi")
+
+    def __init__(self) -> None:
+        self.corruptions = 0
+        self.leaks = 0
+        self.check_errors = 0
+        self.corruptions_fixed = 0
+        self.leaks_fixed = 0
+        self.image_end_offset = 0
+        self.bfi = BlockFragInfo()
+
+
+# BdrvCheckMode
+BDRV_FIX_LEAKS = 1
+BDRV_FIX_ERRORS = 2
+
+
 class BlockRequest:
     """One request of bdrv_aio_multiwrite(), also the request embedded in a
     BlockAIOCBCoroutine.  The C union of {sector, nb_sectors, flags, qiov}
@@ -234,6 +265,12 @@ BLOCK_OPT_REDUNDANCY = "redundancy"
 BLOCK_OPT_NOCOW = "nocow"
 BLOCK_OPT_OBJECT_SIZE = "object_size"
 BLOCK_OPT_REFCOUNT_BITS = "refcount_bits"
+# newer than 2.5: the names of 7.2's qcow2 creation options
+BLOCK_OPT_DATA_FILE = "data_file"
+BLOCK_OPT_DATA_FILE_RAW = "data_file_raw"
+BLOCK_OPT_ENCRYPT_FORMAT = "encrypt.format"
+BLOCK_OPT_EXTL2 = "extended_l2"
+BLOCK_OPT_COMPRESSION_TYPE = "compression_type"
 
 BLOCK_PROBE_BUF_SIZE = 512
 

@@ -47,8 +47,7 @@ from block.qemu_io import (PYQEMU_VERSION, QEMU_COPYRIGHT, QEMU_HELP_BOTTOM,
                            trace_opt_parse, user_creatable_process_cmdline)
 from block.qemu_io_cmds import qemu_opts_parse_merged, qemu_opts_take_merged
 from drivers import bdrv_find_format, bdrv_find_protocol, bdrv_iterate_format
-from drivers.qcow2.qcow2_h import BDRV_FIX_ERRORS, BDRV_FIX_LEAKS, \
-    BdrvCheckResult
+from block.block_int import BDRV_FIX_ERRORS, BDRV_FIX_LEAKS, BdrvCheckResult
 from util import throttle
 from util.coroutine import (qemu_coroutine_create, qemu_coroutine_enter,
                             qemu_coroutine_self, qemu_coroutine_yield)

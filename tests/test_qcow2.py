@@ -20,11 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from block import block_backend, core, io
-from block.block_int import BDRV_O_CHECK, BDRV_O_RDWR, BlockDriverInfo
+from block.block_int import (BDRV_FIX_ERRORS, BDRV_FIX_LEAKS, BDRV_O_CHECK,
+                             BDRV_O_RDWR, BdrvCheckResult, BlockDriverInfo)
 from block.front import open_image
 from drivers.qcow2 import cache, refcount
-from drivers.qcow2.qcow2_h import (BDRV_FIX_ERRORS, BDRV_FIX_LEAKS,
-                                   BdrvCheckResult)
 from util.aio import aio_poll, qemu_get_aio_context
 from util.iov import QEMUIOVector, qemu_iovec_init_external
 

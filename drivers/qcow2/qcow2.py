@@ -37,7 +37,8 @@ import zlib
 
 from block import core, io
 from block.block_int import (BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID,
-                             BDRV_BLOCK_ZERO, BDRV_O_CHECK, BDRV_O_INACTIVE,
+                             BDRV_BLOCK_ZERO, BDRV_FIX_ERRORS, BDRV_FIX_LEAKS,
+                             BDRV_O_CHECK, BDRV_O_INACTIVE,
                              BDRV_O_NO_BACKING, BDRV_O_NO_FLUSH,
                              BDRV_O_PROTOCOL, BDRV_O_RDWR, BDRV_O_UNMAP,
                              BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE, BLKDBG_EVENT,
@@ -47,16 +48,19 @@ from block.block_int import (BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID,
                              BLOCK_FLAG_ENCRYPT, BLOCK_FLAG_LAZY_REFCOUNTS,
                              BLOCK_OPT_BACKING_FILE, BLOCK_OPT_BACKING_FMT,
                              BLOCK_OPT_CLUSTER_SIZE, BLOCK_OPT_COMPAT_LEVEL,
-                             BLOCK_OPT_ENCRYPT, BLOCK_OPT_LAZY_REFCOUNTS,
-                             BLOCK_OPT_PREALLOC, BLOCK_OPT_REFCOUNT_BITS,
-                             BLOCK_OPT_SIZE, BlockDriver, BlockDriverInfo,
+                             BLOCK_OPT_COMPRESSION_TYPE, BLOCK_OPT_DATA_FILE,
+                             BLOCK_OPT_DATA_FILE_RAW, BLOCK_OPT_ENCRYPT,
+                             BLOCK_OPT_ENCRYPT_FORMAT, BLOCK_OPT_EXTL2,
+                             BLOCK_OPT_LAZY_REFCOUNTS, BLOCK_OPT_PREALLOC,
+                             BLOCK_OPT_REFCOUNT_BITS, BLOCK_OPT_SIZE,
+                             BdrvCheckResult, BlockDriver, BlockDriverInfo,
                              BlockDriverState)
 from block.trace import trace_event_register
 from drivers.qcow2 import cache, cluster, refcount, snapshot
 from drivers.qcow2.qcow2_h import (
-    BDRV_FIX_ERRORS, BDRV_FIX_LEAKS, DEFAULT_CLUSTER_SIZE,
-    DEFAULT_L2_CACHE_BYTE_SIZE, DEFAULT_L2_CACHE_CLUSTERS,
-    DEFAULT_L2_REFCOUNT_SIZE_RATIO, INT_MAX, INT64_MAX, MAX_CLUSTER_BITS,
+    DEFAULT_CLUSTER_SIZE, DEFAULT_L2_CACHE_BYTE_SIZE,
+    DEFAULT_L2_CACHE_CLUSTERS, DEFAULT_L2_REFCOUNT_SIZE_RATIO, INT_MAX,
+    INT64_MAX, MAX_CLUSTER_BITS,
     MIN_CLUSTER_BITS, MIN_L2_CACHE_SIZE, MIN_REFCOUNT_CACHE_SIZE,
     QCOW2_CLUSTER_COMPRESSED, QCOW2_CLUSTER_NORMAL, QCOW2_CLUSTER_UNALLOCATED,
     QCOW2_CLUSTER_ZERO, QCOW2_COMPAT_LAZY_REFCOUNTS,
@@ -78,7 +82,7 @@ from drivers.qcow2.qcow2_h import (
     QCOW2_OPT_REFCOUNT_CACHE_SIZE, QCOW_CRYPT_NONE, QCOW_HEADER_OFFSETOF,
     QCOW_MAGIC, QCOW_MAX_CRYPT_CLUSTERS, QCOW_MAX_L1_SIZE,
     QCOW_MAX_REFTABLE_SIZE, QCOW_MAX_SNAPSHOTS, BDRVQcow2State,
-    BdrvCheckResult, QCowHeader, QCowSnapshotHeader, Qcow2Feature,
+    QCowHeader, QCowSnapshotHeader, Qcow2Feature,
     Qcow2MetadataTable, Qcow2UnknownHeaderExtension, align_offset,
     offset_into_cluster, qcow2_need_accurate_refcounts, qcow2_vm_state_offset,
     size_to_l1)
@@ -2094,13 +2098,6 @@ def qcow2_signal_corruption(bs: BlockDriverState, fatal: bool, offset: int,
 
     s.signaled_corruption = True
 
-
-# 7.2's option names that block/block_int.py (2.5's) does not define
-BLOCK_OPT_DATA_FILE = "data_file"
-BLOCK_OPT_DATA_FILE_RAW = "data_file_raw"
-BLOCK_OPT_ENCRYPT_FORMAT = "encrypt.format"
-BLOCK_OPT_EXTL2 = "extended_l2"
-BLOCK_OPT_COMPRESSION_TYPE = "compression_type"
 
 # 7.2's list and order (qcow2_create_opts of block/qcow2.c, the encryption
 # and layout options first, then its QCOW_COMMON_OPTIONS): the order is what

@@ -15,39 +15,6 @@ from typing import Optional
 from block.block_int import BDRV_SECTOR_BITS
 from util.coroutine_lock import CoMutex, CoQueue
 
-# --- block.h types the check needs; they belong in block/block_int.py ----
-
-class BlockFragInfo:
-    __slots__ = ("allocated_clusters", "total_clusters",
-                 "fragmented_clusters", "compressed_clusters")
-
-    def __init__(self) -> None:
-        self.allocated_clusters = 0
-        self.total_clusters = 0
-        self.fragmented_clusters = 0
-        self.compressed_clusters = 0
-
-
-class BdrvCheckResult:
-    """What bdrv_check found (and fixed); zeroed when made."""
-    __slots__ = ("corruptions", "leaks", "check_errors", "corruptions_fixed",
-                 "leaks_fixed", "image_end_offset", "bfi")
-
-    def __init__(self) -> None:
-        self.corruptions = 0
-        self.leaks = 0
-        self.check_errors = 0
-        self.corruptions_fixed = 0
-        self.leaks_fixed = 0
-        self.image_end_offset = 0
-        self.bfi = BlockFragInfo()
-
-
-# BdrvCheckMode
-BDRV_FIX_LEAKS = 1
-BDRV_FIX_ERRORS = 2
-
-
 # --- qcow2.h ----------------------------------------------------------------
 
 QCOW_MAGIC = (ord('Q') << 24) | (ord('F') << 16) | (ord('I') << 8) | 0xfb

@@ -14,7 +14,8 @@ import os
 import struct
 
 from block import core, io
-from block.block_int import (BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE,
+from block.block_int import (BDRV_FIX_ERRORS, BDRV_FIX_LEAKS,
+                             BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE,
                              BLKDBG_CLUSTER_ALLOC, BLKDBG_CLUSTER_ALLOC_BYTES,
                              BLKDBG_CLUSTER_FREE, BLKDBG_EVENT,
                              BLKDBG_REFBLOCK_ALLOC,
@@ -24,18 +25,19 @@ from block.block_int import (BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE,
                              BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS,
                              BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE,
                              BLKDBG_REFBLOCK_LOAD, BLKDBG_REFTABLE_GROW,
-                             BLKDBG_REFTABLE_LOAD, BlockDriverState)
+                             BLKDBG_REFTABLE_LOAD, BdrvCheckResult,
+                             BlockDriverState)
 from drivers.qcow2 import cache, cluster, qcow2
 from drivers.qcow2.qcow2_h import (
-    BDRV_FIX_ERRORS, BDRV_FIX_LEAKS, INT64_MAX, INT_MAX, L1E_OFFSET_MASK,
-    L2E_OFFSET_MASK, QCOW2_CLUSTER_COMPRESSED, QCOW2_CLUSTER_NORMAL,
+    INT64_MAX, INT_MAX, L1E_OFFSET_MASK, L2E_OFFSET_MASK,
+    QCOW2_CLUSTER_COMPRESSED, QCOW2_CLUSTER_NORMAL,
     QCOW2_CLUSTER_UNALLOCATED, QCOW2_CLUSTER_ZERO, QCOW2_DISCARD_ALWAYS,
     QCOW2_DISCARD_NEVER, QCOW2_DISCARD_OTHER,
     QCOW2_OL_ACTIVE_L1, QCOW2_OL_ACTIVE_L2, QCOW2_OL_INACTIVE_L1,
     QCOW2_OL_INACTIVE_L2, QCOW2_OL_MAIN_HEADER, QCOW2_OL_MAX_BITNR,
     QCOW2_OL_REFCOUNT_BLOCK, QCOW2_OL_REFCOUNT_TABLE,
     QCOW2_OL_SNAPSHOT_TABLE, QCOW_HEADER_OFFSETOF, QCOW_MAX_REFTABLE_SIZE,
-    QCOW_OFLAG_COPIED, REFT_OFFSET_MASK, BDRVQcow2State, BdrvCheckResult,
+    QCOW_OFLAG_COPIED, REFT_OFFSET_MASK, BDRVQcow2State,
     Qcow2DiscardRegion, Qcow2MetadataTable, align_offset, be64, int64,
     offset_into_cluster, offset_to_reftable_index, qcow2_get_cluster_type,
     refcount_diff, size_to_clusters, start_of_cluster)
