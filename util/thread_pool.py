@@ -26,6 +26,8 @@ from util import deterministic
 from util.aio import (AIOCBInfo, AioContext, BlockAIOCB, BlockCompletionFunc,
                       aio_bh_new, qemu_bh_delete, qemu_bh_schedule,
                       qemu_get_aio_context)
+from util.qemu_thread_posix import (QemuSemaphore, qemu_sem_init,
+                                    qemu_sem_post, qemu_sem_timedwait)
 from util.coroutine import (coroutine_fn, qemu_coroutine_enter,
                             qemu_coroutine_self, qemu_coroutine_yield,
                             qemu_in_coroutine)
@@ -36,8 +38,8 @@ THREAD_QUEUED = 0
 THREAD_ACTIVE = 1
 THREAD_DONE = 2
 
-# Seconds an idle worker waits for work before it exits.
-WORKER_IDLE_TIMEOUT = 10.0
+# Milliseconds an idle worker waits for work before it exits.
+WORKER_IDLE_TIMEOUT_MS = 10000
 
 
 class ThreadPoolElement(BlockAIOCB):
@@ -60,7 +62,8 @@ class ThreadPool:
         self.ctx: Optional[AioContext] = None
         self.lock = threading.Lock()
         self.worker_stopped = threading.Condition(self.lock)
-        self.sem = threading.Semaphore(0)
+        self.sem = QemuSemaphore()
+        qemu_sem_init(self.sem, 0)
         self.max_threads = 64
         self.completion_bh = None
         self.new_thread_bh = None
@@ -84,7 +87,8 @@ def worker_thread(pool: ThreadPool) -> None:
         while True:
             pool.idle_threads += 1
             lock.release()
-            got = pool.sem.acquire(timeout=WORKER_IDLE_TIMEOUT)
+            got = qemu_sem_timedwait(pool.sem,
+                                     WORKER_IDLE_TIMEOUT_MS) == 0
             lock.acquire()
             pool.idle_threads -= 1
             if got or not pool.request_list:
@@ -98,9 +102,14 @@ def worker_thread(pool: ThreadPool) -> None:
 
         thread_pool_run_req(req)
 
-        lock.acquire()
+        # C queues the result and schedules the bottom half with the lock
+        # held.  Here the eventfd write in qemu_bh_schedule gives the GIL
+        # away, and a worker holding pool.lock while it waits for the GIL
+        # again would stall the submitter on pool.lock: both before taking
+        # it (deque.append is atomic).
         pool.done.append(req)
         qemu_bh_schedule(pool.completion_bh)
+        lock.acquire()
 
     pool.cur_threads -= 1
     pool.worker_stopped.notify()
@@ -146,8 +155,8 @@ def spawn_thread(pool: ThreadPool) -> None:
 def thread_pool_completion_bh(opaque: ThreadPool) -> None:
     pool = opaque
     done = pool.done
-    # Workers append under pool.lock; deque.popleft is atomic, and only
-    # this bottom half (possibly nested through cb) takes from the queue.
+    # Workers and thread_pool_cancel append, deque.popleft is atomic, and
+    # only this bottom half (possibly nested through cb) takes from it.
     while done:
         elem = done.popleft()
         del pool.head[elem]
@@ -170,7 +179,8 @@ def thread_pool_cancel(acb: BlockAIOCB) -> None:
     with pool.lock:
         # Taking a count of the semaphore without waiting "steals" the
         # request from the workers; with the lock held it stays QUEUED.
-        if elem.state == THREAD_QUEUED and pool.sem.acquire(blocking=False):
+        if (elem.state == THREAD_QUEUED and
+                qemu_sem_timedwait(pool.sem, 0) == 0):
             pool.request_list.remove(elem)
             elem.ret = -errno.ECANCELED
             elem.state = THREAD_DONE
@@ -219,7 +229,7 @@ def thread_pool_submit_aio(pool: ThreadPool, func: ThreadPoolFunc, arg: Any,
                 pool.cur_threads < pool.max_threads):
             spawn_thread(pool)
         pool.request_list.append(req)
-    pool.sem.release()
+    qemu_sem_post(pool.sem)
     return req
 
 
@@ -279,7 +289,7 @@ def thread_pool_free(pool: Optional[ThreadPool]) -> None:
 
         pool.stopping = True
         while pool.cur_threads > 0:
-            pool.sem.release()
+            qemu_sem_post(pool.sem)
             pool.worker_stopped.wait()
 
     qemu_bh_delete(pool.completion_bh)
