@@ -158,10 +158,10 @@ def qemu_coroutine_yield(_getcurrent=getcurrent,
     _switch(to)     # COROUTINE_YIELD: the caller sees an empty tuple
 
 
-def qemu_coroutine_self() -> greenlet:
-    """The running Coroutine, or the thread's main greenlet (QEMU's leader)
-    outside coroutine context."""
-    return getcurrent()
+# qemu_coroutine_self() -> greenlet: the running Coroutine, or the thread's
+# main greenlet (QEMU's leader) outside coroutine context.  It is greenlet's
+# own getcurrent: the hot path calls it once per request.
+qemu_coroutine_self = getcurrent
 
 
 def qemu_in_coroutine() -> bool:
@@ -189,7 +189,9 @@ if os.environ.get("PYQEMU_COROUTINE", "") != "python":
         pass
     else:
         _coroutine_c.init(Coroutine, COROUTINE_TERMINATE,
-                          qemu_co_queue_run_restart, _coroutine_terminated)
+                          qemu_co_queue_run_restart, _coroutine_terminated,
+                          _pool, POOL_BATCH_SIZE * 2)
+        qemu_coroutine_create = _coroutine_c.qemu_coroutine_create  # noqa: F811
         qemu_coroutine_enter = _coroutine_c.qemu_coroutine_enter  # noqa: F811
         qemu_coroutine_yield = _coroutine_c.qemu_coroutine_yield  # noqa: F811
         COROUTINE_BACKEND = "c"
