@@ -159,8 +159,6 @@ globals().update(BlkDebugEvent.__members__)
 def BLKDBG_EVENT(child: Optional["BdrvChild"], evt: int) -> None:
     """The block.h macro: report evt to the driver of child->bs (blkdebug)."""
     if child:
-        # block.c sits above this header; import at call time to avoid a cycle
-        from block import core
         core.bdrv_debug_event(child.bs, evt)
 
 
@@ -571,3 +569,8 @@ class BlockDriverState:
 
 def backing_bs(bs: BlockDriverState) -> Optional[BlockDriverState]:
     return bs.backing.bs if bs.backing else None
+
+
+# block.c (block/core.py) is built on this header, as block.c includes
+# block_int.h; BLKDBG_EVENT needs it at call time only, so bind it last.
+from block import core  # noqa: E402
