@@ -79,7 +79,7 @@ FS_IOC_FSGETXATTR = 0x801c581f
 FS_IOC_FSSETXATTR = 0x401c5820
 FS_XFLAG_EXTSIZE = 0x00000800
 
-# 7.2's include/block/block_int-common.h (the port's block_int.h is 2.5's)
+# 7.2's include/block/block_int-common.h; only this driver uses it
 BLOCK_OPT_EXTENT_SIZE_HINT = 'extent_size_hint'
 UINT32_MAX = 0xffffffff
 
