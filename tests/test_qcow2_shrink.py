@@ -15,6 +15,7 @@ from test_qcow2 import (KiB, MiB, assert_clean, qemu_img, qemu_img_create,
 from block import core
 from block.front import open_image
 from drivers.qcow2 import cache
+from drivers.qcow2.qcow2_h import L1E_OFFSET_MASK
 
 __all__ = ["qemu_tools"]    # the autouse fixture: skip without the tools
 
@@ -180,7 +181,7 @@ def test_cache_discard(tmp_path):
     with open_image(str(path), fmt="qcow2") as img:
         s = img.bs.opaque
         c = s.l2_table_cache
-        l2_offset = s.l1_table[0] & ((1 << 56) - 512)
+        l2_offset = s.l1_table[0] & L1E_OFFSET_MASK
         assert cache.qcow2_cache_is_table_offset(img.bs, c, l2_offset) \
             is None
         table = [None]
@@ -199,5 +200,21 @@ def test_cache_discard(tmp_path):
         assert not c.entries[i].dirty
         assert next(iter(c.lru)) == i
     # the scribbled entry never reached the file
+    assert_clean(path)
+    assert raw_contents(path, tmp_path)[:64 * KiB] == b"\x01" * (64 * KiB)
+
+
+def test_shrink_forgets_dirty_l2_tables(tmp_path):
+    """The L2 table of the cut-off range is dirty in the cache (its entries
+    were just cleared) when its cluster is freed: it must not be written
+    back there, past the new end of the file."""
+    path = tmp_path / "t.qcow2"
+    qemu_img_create(path, 2048 * MiB)
+    qemu_io(path, "write -P 1 0 64k", "write -P 2 1536M 64k")
+    theirs = twin(path)
+
+    assert port_truncate(path, 64 * MiB) == (0, None)
+    qemu_io(theirs, "truncate 64M")
+    assert os.path.getsize(path) == os.path.getsize(theirs)
     assert_clean(path)
     assert raw_contents(path, tmp_path)[:64 * KiB] == b"\x01" * (64 * KiB)
