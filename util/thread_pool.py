@@ -24,8 +24,8 @@ from typing import Any, Callable, Optional
 
 from util import deterministic
 from util.aio import (AIOCBInfo, AioContext, BlockAIOCB, BlockCompletionFunc,
-                      aio_bh_new, qemu_bh_delete, qemu_bh_schedule,
-                      qemu_get_aio_context)
+                      aio_bh_new, qemu_bh_cancel, qemu_bh_delete,
+                      qemu_bh_schedule, qemu_get_aio_context)
 from util.qemu_thread_posix import (QemuSemaphore, qemu_sem_init,
                                     qemu_sem_post, qemu_sem_timedwait)
 from util.coroutine import (coroutine_fn, qemu_coroutine_enter,
@@ -168,6 +168,10 @@ def thread_pool_completion_bh(opaque: ThreadPool) -> None:
             # another request that completed at the same time.
             qemu_bh_schedule(pool.completion_bh)
             elem.cb(elem.opaque, elem.ret)
+            # The loop looks at pool.done again anyway, so the bottom half
+            # need not run once more for nothing (QEMU 2.9+ cancels it here
+            # too, whoever scheduled it meanwhile).
+            qemu_bh_cancel(pool.completion_bh)
         block_io.qemu_aio_unref(elem)
 
 
