@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from util.cutils import printf
 from util.error import Errp, error_append_hint, error_propagate, error_setg
+from util.qemu_error import error_printf, warn_report
 
 QEMU_OPT_STRING = 0     # no parsing, used as-is
 QEMU_OPT_BOOL = 1       # on/off
@@ -303,36 +305,105 @@ def _get_opt_value(p: str, i: int) -> tuple[str, int]:
     return ''.join(out), i
 
 
-def qemu_opts_do_parse(opts: QemuOpts, params: str,
-                       firstname: Optional[str], errp: Errp) -> None:
-    """Parse "a=b,c=d,flag,noflag" into opts (opts_do_parse)."""
+def is_help_option(s: str) -> bool:
+    return s in ('?', 'help')
+
+
+def _get_opt_name_value(params: str, i: int, firstname: Optional[str],
+                        warn_on_flag: bool) -> tuple[str, str, int, bool]:
+    """get_opt_name_value: the option at params[i:] as (name, value, index
+    after it and its comma, whether it is a bare help flag)."""
+    pe = params.find('=', i)
+    pc = params.find(',', i)
+    is_help = False
+    if pe < 0 or (0 <= pc < pe):
+        if firstname:
+            option = firstname
+            value, i = _get_opt_value(params, i)
+        else:
+            end = len(params) if pc < 0 else pc
+            option, i = params[i:end], end
+            prefix = ''
+            if option.startswith('no'):
+                option, value, prefix = option[2:], 'off', 'no'
+            else:
+                value = 'on'
+                is_help = is_help_option(option)
+            if not is_help and warn_on_flag:
+                warn_report("short-form boolean option '%s%s' deprecated",
+                            prefix, option)
+                if option == 'delay':
+                    error_printf("Please use nodelay=%s instead\n",
+                                 'on' if prefix else 'off')
+                else:
+                    error_printf("Please use %s=%s instead\n", option, value)
+    else:
+        option = params[i:pe]
+        value, i = _get_opt_value(params, pe + 1)
+    if i < len(params):
+        i += 1      # the comma
+    return option, value, i, is_help
+
+
+def qemu_opts_parse_id(params: str) -> Optional[str]:
+    """opts_parse_id: the value of the first "id" option of params."""
     i = 0
     while i < len(params):
-        pe = params.find('=', i)
-        pc = params.find(',', i)
-        if pe < 0 or (0 <= pc < pe):
-            if i == 0 and firstname:
-                option = firstname
-                value, i = _get_opt_value(params, i)
-            else:
-                end = len(params) if pc < 0 else pc
-                option, i = params[i:end], end
-                if option.startswith('no'):
-                    option, value = option[2:], 'off'
-                else:
-                    value = 'on'
-        else:
-            option = params[i:pe]
-            value, i = _get_opt_value(params, pe + 1)
+        option, value, i, _ = _get_opt_name_value(params, i, None, False)
+        if option == 'id':
+            return value
+    return None
+
+
+def qemu_opts_do_parse(opts: QemuOpts, params: str,
+                       firstname: Optional[str], errp: Errp,
+                       warn_on_flag: bool = False,
+                       help_wanted: Optional[list] = None) -> None:
+    """Parse "a=b,c=d,flag,noflag" into opts (opts_do_parse).  With
+    warn_on_flag, flags get 7.2's deprecation warning; help_wanted (a
+    one-element list) is set on a bare "help" or "?", which ends parsing."""
+    i = 0
+    while i < len(params):
+        option, value, i, is_help = _get_opt_name_value(params, i, firstname,
+                                                        warn_on_flag)
+        if help_wanted is not None and is_help:
+            help_wanted[0] = True
+            return
+        firstname = None
         if option != 'id':
             local_err = [None]
             opt_set(opts, option, value, False, local_err)
             if local_err[0]:
                 error_propagate(errp, local_err[0])
                 return
-        if i >= len(params) or params[i] != ',':
-            break
-        i += 1
+
+
+_OPT_TYPE_NAMES = {QEMU_OPT_STRING: 'str', QEMU_OPT_BOOL: 'bool (on/off)',
+                   QEMU_OPT_NUMBER: 'num', QEMU_OPT_SIZE: 'size'}
+
+
+def qemu_opts_print_help(lst: QemuOptsList, print_caption: bool) -> None:
+    """The sorted "  name=<type>  - help" lines of the options of lst, on
+    standard output."""
+    lines = []
+    for desc in lst.desc:
+        line = '  %s=<%s>' % (desc.name, _OPT_TYPE_NAMES[desc.type])
+        if desc.help:
+            line = line.ljust(24) + ' - ' + desc.help
+        lines.append(line)
+    lines.sort()
+    if print_caption and lines:
+        if lst.name:
+            printf("%s options:\n", lst.name)
+        else:
+            printf("Options:\n")
+    elif not lines:
+        if lst.name:
+            printf("There are no options for %s.\n", lst.name)
+        else:
+            printf("No options.\n")
+    for line in lines:
+        printf("%s\n", line)
 
 
 def qemu_opts_print(opts: QemuOpts, separator: str) -> str:
