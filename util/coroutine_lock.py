@@ -28,36 +28,35 @@ __all__ = [
 ]
 
 
-class CoQueue:
-    """Coroutines waiting for something, in FIFO order."""
+class CoQueue(deque):
+    """Coroutines waiting for something, in FIFO order: the queue is the
+    deque of them (C links them through co_queue_next).  Being a deque
+    rather than holding one, it costs no Python __init__ to make, and every
+    tracked request makes one."""
 
-    __slots__ = ("entries",)
-
-    def __init__(self) -> None:
-        self.entries: deque[Coroutine] = deque()
+    __slots__ = ()
 
 
 def qemu_co_queue_init(queue: CoQueue) -> None:
-    queue.entries = deque()
+    queue.clear()
 
 
 @coroutine_fn
 def qemu_co_queue_wait(queue: CoQueue) -> None:
-    queue.entries.append(qemu_coroutine_self())
+    queue.append(qemu_coroutine_self())
     qemu_coroutine_yield()
     assert qemu_in_coroutine()
 
 
 def qemu_co_queue_do_restart(queue: CoQueue, single: bool) -> bool:
-    entries = queue.entries
-    if not entries:
+    if not queue:
         return False
     wakeup = qemu_coroutine_self().co_queue_wakeup
     if single:
-        wakeup.append(entries.popleft())
+        wakeup.append(queue.popleft())
     else:
-        wakeup.extend(entries)
-        entries.clear()
+        wakeup.extend(queue)
+        queue.clear()
     return True
 
 
@@ -75,14 +74,14 @@ def qemu_co_queue_restart_all(queue: CoQueue) -> None:
 
 def qemu_co_enter_next(queue: CoQueue) -> bool:
     """Enter the first waiter now; usable outside coroutine context."""
-    if not queue.entries:
+    if not queue:
         return False
-    qemu_coroutine_enter(queue.entries.popleft(), None)
+    qemu_coroutine_enter(queue.popleft(), None)
     return True
 
 
 def qemu_co_queue_empty(queue: CoQueue) -> bool:
-    return not queue.entries
+    return not queue
 
 
 class CoMutex:
