@@ -397,7 +397,11 @@ def aio_notify_accept(ctx: AioContext) -> None:
     # before notified, and we clear notified before the notifier.
     if ctx.notified:
         ctx.notified = False
-        event_notifier_test_and_clear(ctx.notifier)
+        # When poll() saw the eventfd readable, event_notifier_dummy_cb
+        # drains it in aio_dispatch: one read per wake-up, not two.
+        node = ctx.fd_handlers.get(ctx.notifier.rfd)
+        if node is None or not node.revents & _READ_EVENTS:
+            event_notifier_test_and_clear(ctx.notifier)
 
 
 def aio_timerlist_notify(opaque: AioContext) -> None:
