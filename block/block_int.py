@@ -360,9 +360,11 @@ class BlockDriver:
     bdrv_co_flush_to_os = None
 
     protocol_name: Optional[str] = None
-    # bdrv_truncate(bs, offset, prealloc, errp): prealloc is QEMU 7.2's
-    # PreallocMode ('off', 'metadata', 'falloc', 'full'), for qemu-io's
-    # "truncate -m"; a driver that cannot do one sets errp and fails
+    # bdrv_truncate(bs, offset, prealloc, flags, errp): prealloc is QEMU
+    # 7.2's PreallocMode ('off', 'metadata', 'falloc', 'full'), for qemu-io's
+    # "truncate -m"; a driver that cannot do one sets errp and fails.  flags
+    # holds only BDRV_REQ_ZERO_WRITE (the added area must read as zeroes),
+    # and only if the node's supported_truncate_flags has it.
     bdrv_truncate = None
     bdrv_getlength = None
     has_variable_length = False
@@ -476,7 +478,7 @@ class BlockDriverState:
         "serialising_in_flight",
         "throttled_reqs", "io_limits_disabled", "throttle_state",
         "throttle_timers", "pending_reqs",
-        "wr_highest_offset",
+        "wr_highest_offset", "supported_truncate_flags",
         "bl", "zero_beyond_eof", "request_alignment",
         "node_name", "dirty_bitmaps", "refcnt", "tracked_requests",
         "op_blockers", "job", "inherits_from", "children", "parents",
@@ -527,6 +529,8 @@ class BlockDriverState:
         self.pending_reqs = [0, 0]
 
         self.wr_highest_offset = 0     # end of the highest byte written
+        # BDRV_REQ_* flags the driver's bdrv_truncate handles (set at open)
+        self.supported_truncate_flags = 0
 
         self.bl = BlockLimits()
         self.zero_beyond_eof = False   # reads past the end return zeroes

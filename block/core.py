@@ -36,8 +36,8 @@ from block.block_int import (
     BDRV_O_ALLOW_RDWR, BDRV_O_CACHE_MASK, BDRV_O_COPY_ON_READ, BDRV_O_NOCACHE,
     BDRV_O_NO_BACKING, BDRV_O_NO_FLUSH, BDRV_O_NO_IO, BDRV_O_PROTOCOL,
     BDRV_O_RDWR, BDRV_O_SNAPSHOT, BDRV_O_TEMPORARY, BDRV_O_UNMAP,
-    BDRV_OPT_CACHE_DIRECT, BDRV_OPT_CACHE_NO_FLUSH, BDRV_SECTOR_BITS,
-    BDRV_SECTOR_SIZE, BLOCK_OP_TYPE_COMMIT_TARGET, BLOCK_OP_TYPE_MAX,
+    BDRV_OPT_CACHE_DIRECT, BDRV_OPT_CACHE_NO_FLUSH, BDRV_REQ_ZERO_WRITE,
+    BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE, BLOCK_OP_TYPE_COMMIT_TARGET, BLOCK_OP_TYPE_MAX,
     BLOCK_OPT_BACKING_FILE, BLOCK_OPT_BACKING_FMT, BLOCK_OPT_CLUSTER_SIZE,
     BLOCK_OPT_SIZE, BLOCK_PROBE_BUF_SIZE,
     BLOCKDEV_DETECT_ZEROES_OPTIONS_OFF, BLOCKDEV_DETECT_ZEROES_OPTIONS_ON,
@@ -46,8 +46,8 @@ from block.block_int import (
 from drivers import bdrv_find_format, bdrv_find_protocol, bdrv_probe_all
 from util.aio import (aio_context_acquire, aio_context_release, aio_poll,
                       qemu_get_aio_context)
-from util.coroutine import (qemu_coroutine_create, qemu_coroutine_enter,
-                            qemu_in_coroutine)
+from util.coroutine import (coroutine_fn, qemu_coroutine_create,
+                            qemu_coroutine_enter, qemu_in_coroutine)
 from util.error import (Errp, Error, error_abort, error_get_pretty,
                         error_append_hint, error_propagate, error_setg,
                         error_setg_errno)
@@ -1447,12 +1447,19 @@ def bdrv_change_backing_file(bs: BlockDriverState,
 
 PREALLOC_MODES = ('off', 'metadata', 'falloc', 'full')
 
+# The longest image: INT64_MAX aligned down to the largest request
+# alignment (1 GiB), as 7.2's BDRV_MAX_LENGTH
+BDRV_MAX_LENGTH = ((1 << 63) - 1) & ~((1 << 30) - 1)
 
-def bdrv_truncate(bs: BlockDriverState, offset: int, prealloc: str = 'off',
-                  errp: Errp = None) -> int:
-    """Resize the image to offset bytes.  prealloc (QEMU 7.2's PreallocMode:
-    off, metadata, falloc, full) says how to allocate what is added; the
-    messages are 7.2's.  The driver callback takes the same arguments."""
+
+@coroutine_fn
+def bdrv_co_truncate(bs: BlockDriverState, offset: int, prealloc: str,
+                     flags: int, errp: Errp) -> int:
+    """Resize the image to offset bytes, as QEMU 7.2's bdrv_co_truncate.
+    prealloc (7.2's PreallocMode: off, metadata, falloc, full) says how to
+    allocate what is added; flags may ask for BDRV_REQ_ZERO_WRITE.  The
+    driver callback takes (bs, offset, prealloc, flags, errp) and runs in
+    a coroutine."""
     drv = bs.drv
     if not drv:
         error_setg(errp, 'No medium inserted')
@@ -1460,15 +1467,41 @@ def bdrv_truncate(bs: BlockDriverState, offset: int, prealloc: str = 'off',
     if offset < 0:
         error_setg(errp, 'Image size cannot be negative')
         return -errno.EINVAL
-    if not drv.bdrv_truncate:
-        error_setg(errp, 'Image format driver does not support resize')
-        return -errno.ENOTSUP
+    # bdrv_check_request(offset, 0) in 7.2: only the upper bound can fail
+    if offset > BDRV_MAX_LENGTH:
+        error_setg(errp, 'offset(%d) exceeds maximum(%d)', offset,
+                   BDRV_MAX_LENGTH)
+        return -errno.EIO
+    assert prealloc in PREALLOC_MODES
+
+    old_size = bdrv_getlength(bs)
+    if old_size < 0:
+        error_setg_errno(errp, -old_size, 'Failed to get old image size')
+        return old_size
+
     if bs.read_only:
         error_setg(errp, 'Image is read-only')
         return -errno.EACCES
-    assert prealloc in PREALLOC_MODES
 
-    ret = drv.bdrv_truncate(bs, offset, prealloc, errp)
+    # Growing over a backing file longer than the image would let the
+    # backing file's data show in the new area: have it zeroed instead
+    if offset > old_size and bs.backing:
+        backing_len = bdrv_getlength(bs.backing.bs)
+        if backing_len < 0:
+            error_setg_errno(errp, -backing_len,
+                             'Could not get backing file size')
+            return backing_len
+        if backing_len > old_size:
+            flags |= BDRV_REQ_ZERO_WRITE
+
+    if not drv.bdrv_truncate:
+        error_setg(errp, 'Image format driver does not support resize')
+        return -errno.ENOTSUP
+    if flags & ~bs.supported_truncate_flags:
+        error_setg(errp, 'Block driver does not support requested flags')
+        return -errno.ENOTSUP
+
+    ret = drv.bdrv_truncate(bs, offset, prealloc, flags, errp)
     if ret == 0:
         ret = refresh_total_sectors(bs, offset >> BDRV_SECTOR_BITS)
         if ret < 0:
@@ -1476,6 +1509,24 @@ def bdrv_truncate(bs: BlockDriverState, offset: int, prealloc: str = 'off',
                              'count')
         bdrv_dirty_bitmap_truncate(bs)
     return ret
+
+
+def bdrv_truncate(bs: BlockDriverState, offset: int, prealloc: str = 'off',
+                  errp: Errp = None, flags: int = 0) -> int:
+    """bdrv_co_truncate, from inside or outside a coroutine."""
+    if qemu_in_coroutine():
+        return bdrv_co_truncate(bs, offset, prealloc, flags, errp)
+
+    result = [NOT_DONE]
+
+    def entry(_opaque) -> None:
+        result[0] = bdrv_co_truncate(bs, offset, prealloc, flags, errp)
+
+    co = qemu_coroutine_create(entry)
+    qemu_coroutine_enter(co, None)
+    while result[0] == NOT_DONE:
+        aio_poll(bdrv_get_aio_context(bs), True)
+    return result[0]
 
 
 def bdrv_get_allocated_file_size(bs: BlockDriverState) -> int:

@@ -48,8 +48,9 @@ from typing import Optional
 
 from block import core, io
 from block.block_int import (BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_RAW,
-                             BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE,
-                             BlkDebugEvent, BlockDriver, BlockDriverState)
+                             BDRV_REQ_ZERO_WRITE, BDRV_SECTOR_BITS,
+                             BDRV_SECTOR_SIZE, BlkDebugEvent, BlockDriver,
+                             BlockDriverState)
 from drivers import bdrv_register
 from util.aio import aio_bh_new, qemu_bh_delete, qemu_bh_schedule
 from util.coroutine import (qemu_coroutine_enter, qemu_coroutine_self,
@@ -69,19 +70,18 @@ INT_MAX = (1 << 31) - 1
 
 # --- events ------------------------------------------------------------------
 
-# Events of 7.2's BlkdebugEvent that the block layer of the port does not
-# know: they can be named in rules and breakpoints (and never happen), and
-# rules on "none" act when the image is opened.
-_EXTRA_EVENTS = ('l1_shrink_write_table', 'l1_shrink_free_l2_clusters',
-                 'cor_write', 'cluster_alloc_space', 'none')
+# The events that follow l1_shrink_free_l2_clusters in 7.2's BlkdebugEvent,
+# which the block layer of the port does not know: they can be named in
+# rules and breakpoints (and never happen), and rules on "none" act when the
+# image is opened.
+_EXTRA_EVENTS = ('cor_write', 'cluster_alloc_space', 'none')
 
 event_names: dict[int, str] = {
     int(ev): ev.name[len('BLKDBG_'):].lower()
     for ev in BlkDebugEvent if ev.name != 'BLKDBG_EVENT_MAX'}
-for _name in _EXTRA_EVENTS:
-    if _name not in event_names.values():
-        event_names[max(int(BlkDebugEvent.BLKDBG_EVENT_MAX),
-                        max(event_names) + 1)] = _name
+for _number, _name in enumerate(_EXTRA_EVENTS,
+                                int(BlkDebugEvent.BLKDBG_EVENT_MAX)):
+    event_names[_number] = _name
 BLKDBG_NONE = next(ev for ev, name in event_names.items() if name == 'none')
 
 # 2.5 wrote these with a dot after the group ("pwritev_rmw.head")
@@ -553,6 +553,9 @@ def _blkdebug_open_opts(bs: BlockDriverState, s: BDRVBlkdebugState,
     if local_err[0]:
         error_propagate(errp, local_err[0])
         return -errno.EINVAL
+    # a filter in 7.2: truncate flags go to the image unchecked
+    bs.supported_truncate_flags = (bs.file.bs.supported_truncate_flags &
+                                   BDRV_REQ_ZERO_WRITE)
 
     # limits, checked as 7.2 does; blkdebug_refresh_limits applies them
     s.align = qemu_opt_get_size(opts, 'align', 0)
@@ -813,8 +816,8 @@ def blkdebug_getlength(bs: BlockDriverState) -> int:
 
 
 def blkdebug_truncate(bs: BlockDriverState, offset: int, prealloc: str,
-                      errp: Errp) -> int:
-    return core.bdrv_truncate(bs.file.bs, offset, prealloc, errp)
+                      flags: int, errp: Errp) -> int:
+    return core.bdrv_truncate(bs.file.bs, offset, prealloc, errp, flags)
 
 
 def blkdebug_refresh_filename(bs: BlockDriverState) -> None:

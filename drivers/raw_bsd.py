@@ -305,7 +305,8 @@ def raw_refresh_limits(bs, errp: Errp) -> None:
     bs.bl = bs.file.bs.bl
 
 
-def raw_truncate(bs, offset: int, prealloc: str, errp: Errp) -> int:
+def raw_truncate(bs, offset: int, prealloc: str, flags: int,
+                 errp: Errp) -> int:
     s = bs.opaque
 
     if s.has_size:
@@ -318,7 +319,7 @@ def raw_truncate(bs, offset: int, prealloc: str, errp: Errp) -> int:
 
     s.size = offset
     offset += s.offset
-    return core.bdrv_truncate(bs.file.bs, offset, prealloc, errp)
+    return core.bdrv_truncate(bs.file.bs, offset, prealloc, errp, flags)
 
 
 def raw_aio_ioctl(bs, req: int, buf, cb, opaque):
@@ -348,6 +349,8 @@ def raw_open(bs, options: dict, flags: int, errp: Errp) -> int:
         return ret
 
     bs.sg = bs.file.bs.sg
+    bs.supported_truncate_flags = (bs.file.bs.supported_truncate_flags &
+                                   BDRV_REQ_ZERO_WRITE)
 
     if bs.probed and not core.bdrv_is_read_only(bs):
         sys.stderr.write(

@@ -33,8 +33,8 @@ from block import core, io
 from block.block_int import (
     BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_ZERO,
     BDRV_O_NATIVE_AIO, BDRV_O_NOCACHE, BDRV_O_RDWR, BDRV_O_TEMPORARY,
-    BDRV_REQ_MAY_UNMAP, BDRV_SECTOR_SIZE, BLOCK_OPT_NOCOW, BLOCK_OPT_PREALLOC,
-    BLOCK_OPT_SIZE, BlockDriver)
+    BDRV_REQ_MAY_UNMAP, BDRV_REQ_ZERO_WRITE, BDRV_SECTOR_SIZE, BLOCK_OPT_NOCOW,
+    BLOCK_OPT_PREALLOC, BLOCK_OPT_SIZE, BlockDriver)
 from drivers import bdrv_register
 from util.aio import aio_get_thread_pool
 from util.error import Errp, error_propagate, error_setg, error_setg_errno
@@ -283,6 +283,8 @@ def _raw_check_file(bs, errp: Errp) -> int:
     os.set_blocking(s.fd, True)
     s.discard_zeroes = True
     s.has_fallocate = True
+    # a regular file grows with zeroes
+    bs.supported_truncate_flags = BDRV_REQ_ZERO_WRITE
     return 0
 
 
@@ -668,7 +670,8 @@ def raw_regular_truncate(fd: int, offset: int, prealloc: str,
     return -errno.ENOTSUP
 
 
-def raw_truncate(bs, offset: int, prealloc: str, errp: Errp) -> int:
+def raw_truncate(bs, offset: int, prealloc: str, flags: int,
+                 errp: Errp) -> int:
     s = bs.opaque
     try:
         st = os.fstat(s.fd)

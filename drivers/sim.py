@@ -55,8 +55,8 @@ from typing import Optional
 
 from block import core
 from block.block_int import (BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID,
-                             BDRV_BLOCK_ZERO, BDRV_O_RDWR, BDRV_SECTOR_SIZE,
-                             BLOCK_OPT_SIZE, BlockDriver)
+                             BDRV_BLOCK_ZERO, BDRV_O_RDWR, BDRV_REQ_ZERO_WRITE,
+                             BDRV_SECTOR_SIZE, BLOCK_OPT_SIZE, BlockDriver)
 from drivers import bdrv_register
 from drivers.raw_posix import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
                                do_fallocate)
@@ -376,6 +376,8 @@ def sim_file_open(bs, options: dict, flags: int, errp: Errp) -> int:
 
     path = qemu_opt_get(opts, 'path')
     s.overlay = qemu_opt_get_bool(opts, 'overlay', False)
+    # what the disk grows by reads as zeroes (sim_truncate)
+    bs.supported_truncate_flags = BDRV_REQ_ZERO_WRITE
     if s.overlay and not path:
         error_setg(errp, 'overlay=on needs a path')
         return -errno.EINVAL
@@ -611,7 +613,8 @@ def sim_co_get_block_status(bs, sector_num: int, nb_sectors: int,
     return state | BDRV_BLOCK_OFFSET_VALID | start
 
 
-def sim_truncate(bs, offset: int, prealloc: str, errp: Errp) -> int:
+def sim_truncate(bs, offset: int, prealloc: str, flags: int,
+                 errp: Errp) -> int:
     s = bs.opaque
     if prealloc != 'off':
         error_setg(errp, 'Unsupported preallocation mode: %s', prealloc)

@@ -19,7 +19,8 @@ from block.block_int import (BDRV_O_ALLOW_RDWR, BDRV_O_COPY_ON_READ,
                              BDRV_O_NOCACHE, BDRV_O_NO_BACKING,
                              BDRV_O_NO_FLUSH,
                              BDRV_O_PROTOCOL, BDRV_O_RDWR, BDRV_O_SNAPSHOT,
-                             BDRV_O_UNMAP, BLKDBG_READ_AIO,
+                             BDRV_O_UNMAP, BDRV_REQ_ZERO_WRITE,
+                             BLKDBG_READ_AIO,
                              BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP,
                              BlockDriver, BlockDriverInfo)
 from util.aio import aio_context_new, qemu_get_aio_context
@@ -409,6 +410,41 @@ def test_getlength_truncate(img):
                    BDRV_O_RDWR | BDRV_O_PROTOCOL)
     assert core.bdrv_truncate(null, MiB) == -errno.ENOTSUP
     core.bdrv_unref(null)
+
+
+def test_truncate_checks_the_length(img):
+    bs = open_ok(img, {'driver': 'raw'})
+    errp = [None]
+    assert core.bdrv_truncate(bs, -512, 'off', errp) == -errno.EINVAL
+    assert errp[0].msg == 'Image size cannot be negative'
+    errp = [None]
+    assert (core.bdrv_truncate(bs, core.BDRV_MAX_LENGTH + 1, 'off', errp)
+            == -errno.EIO)
+    assert errp[0].msg == ('offset(9223372035781033985) exceeds '
+                           'maximum(9223372035781033984)')
+    assert core.bdrv_getlength(bs) == MiB
+    core.bdrv_unref(bs)
+
+
+def test_truncate_over_a_longer_backing_file_zeroes(tmp_path, img):
+    overlay = str(tmp_path / 'overlay.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', img,
+                    '-F', 'raw', overlay, '64k'], check=True)
+    bs = open_ok(overlay)
+    # the raw file driver zeroes by growing, qcow2 with zero clusters
+    assert bs.supported_truncate_flags == BDRV_REQ_ZERO_WRITE
+    assert bs.file.bs.supported_truncate_flags == BDRV_REQ_ZERO_WRITE
+    assert core.bdrv_truncate(bs, 128 * 1024) == 0
+    assert pread(bs, 64 * 1024, 64 * 1024) == bytes(64 * 1024)
+    assert pread(bs, 512, 512) == bytes([1]) * 512
+
+    # a driver that cannot zero refuses, as 7.2 does
+    bs.supported_truncate_flags = 0
+    errp = [None]
+    assert core.bdrv_truncate(bs, 256 * 1024, 'off', errp) == -errno.ENOTSUP
+    assert errp[0].msg == 'Block driver does not support requested flags'
+    assert core.bdrv_getlength(bs) == 128 * 1024
+    core.bdrv_unref(bs)
 
 
 def test_allocated_file_size(tmp_path):

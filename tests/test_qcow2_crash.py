@@ -64,8 +64,8 @@ class LoggingDriver:
         return self._real.bdrv_aio_discard(bs, sector_num, nb_sectors, done,
                                            opaque)
 
-    def bdrv_truncate(self, bs, offset, prealloc, errp):
-        ret = self._real.bdrv_truncate(bs, offset, prealloc, errp)
+    def bdrv_truncate(self, bs, offset, prealloc, flags, errp):
+        ret = self._real.bdrv_truncate(bs, offset, prealloc, flags, errp)
         if ret >= 0:
             self._log.append(("truncate", offset))
         return ret

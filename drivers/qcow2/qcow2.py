@@ -41,7 +41,7 @@ from block.block_int import (BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID,
                              BDRV_O_CHECK, BDRV_O_INACTIVE,
                              BDRV_O_NO_BACKING, BDRV_O_NO_FLUSH,
                              BDRV_O_PROTOCOL, BDRV_O_RDWR, BDRV_O_UNMAP,
-                             BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE, BLKDBG_EVENT,
+                             BDRV_REQ_ZERO_WRITE, BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE, BLKDBG_EVENT,
                              BLKDBG_READ_AIO, BLKDBG_READ_BACKING_AIO,
                              BLKDBG_VMSTATE_LOAD, BLKDBG_VMSTATE_SAVE,
                              BLKDBG_WRITE_AIO, BLKDBG_WRITE_COMPRESSED,
@@ -93,9 +93,9 @@ from util.coroutine_lock import (qemu_co_mutex_init, qemu_co_mutex_lock,
                                  qemu_co_queue_restart_all)
 from util.error import (Errp, error_get_pretty, error_propagate, error_setg,
                         error_setg_errno)
-from util.iov import (QEMUIOVector, qemu_iovec_concat, qemu_iovec_destroy,
-                      qemu_iovec_from_buf, qemu_iovec_init, qemu_iovec_memset,
-                      qemu_iovec_reset)
+from util.iov import (QEMUIOVector, qemu_iovec_add, qemu_iovec_concat,
+                      qemu_iovec_destroy, qemu_iovec_from_buf, qemu_iovec_init,
+                      qemu_iovec_memset, qemu_iovec_reset)
 from util.qemu_error import error_printf, error_report, warn_report
 from util.qemu_option import (
     QEMU_OPT_BOOL, QEMU_OPT_NUMBER, QEMU_OPT_SIZE, QEMU_OPT_STRING,
@@ -952,6 +952,8 @@ def _qcow2_do_open(bs: BlockDriverState, options: dict, flags: int,
 
     # Initialise locks
     qemu_co_mutex_init(s.lock)
+
+    bs.supported_truncate_flags = BDRV_REQ_ZERO_WRITE
 
     # Repair image if dirty
     if (not (flags & (BDRV_O_CHECK | BDRV_O_INACTIVE)) and
@@ -1820,17 +1822,30 @@ def qcow2_co_discard(bs: BlockDriverState, sector_num: int,
     return ret
 
 
-def qcow2_truncate(bs: BlockDriverState, offset: int, prealloc: str,
-                   errp: Errp) -> int:
+@coroutine_fn
+def qcow2_co_truncate(bs: BlockDriverState, offset: int, prealloc: str,
+                      flags: int, errp: Errp) -> int:
     """Resize the image to offset bytes, as QEMU 7.2's qcow2_co_truncate:
     shrinking drops the clusters past the new end, the L2 tables and
-    refblocks left unused, and the unused tail of the file.  Growing takes
-    prealloc "off" only (2.5 had no preallocation here)."""
+    refblocks left unused, and the unused tail of the file; growing can
+    preallocate, and with BDRV_REQ_ZERO_WRITE makes the new area read as
+    zeroes whatever the backing file holds."""
     s = bs.opaque
 
     if offset & 511:
         error_setg(errp, "The new size must be a multiple of 512")
         return -errno.EINVAL
+
+    qemu_co_mutex_lock(s.lock)
+    ret = _qcow2_co_truncate_locked(bs, offset, prealloc, flags, errp)
+    qemu_co_mutex_unlock(s.lock)
+    return ret
+
+
+@coroutine_fn
+def _qcow2_co_truncate_locked(bs: BlockDriverState, offset: int,
+                              prealloc: str, flags: int, errp: Errp) -> int:
+    s = bs.opaque
 
     # v2 images need not record the disk size of a snapshot, so a resize
     # would leave their snapshots without one
@@ -1860,6 +1875,11 @@ def qcow2_truncate(bs: BlockDriverState, offset: int, prealloc: str,
             error_setg_errno(errp, -ret, "Failed to grow the L1 table")
             return ret
 
+    if flags & BDRV_REQ_ZERO_WRITE and offset > old_length:
+        ret = qcow2_zero_new_area(bs, old_length, offset, errp)
+        if ret < 0:
+            return ret
+
     # write updated header.size
     data = struct.pack(">Q", offset)
     ret = io.bdrv_pwrite_sync(bs.file.bs, QCOW_HEADER_OFFSETOF["size"],
@@ -1869,6 +1889,40 @@ def qcow2_truncate(bs: BlockDriverState, offset: int, prealloc: str,
         return ret
 
     s.l1_vm_state_index = new_l1_size
+    return 0
+
+
+@coroutine_fn
+def qcow2_zero_new_area(bs: BlockDriverState, old_length: int, offset: int,
+                        errp: Errp) -> int:
+    """Make old_length..offset, which the image grows by, read as zeroes
+    (the end of 7.2's qcow2_co_truncate): zero clusters where whole
+    clusters are new, written zeroes in the partial cluster at the old
+    end.  Called with s.lock held."""
+    s = bs.opaque
+    zero_start = align_offset(old_length, s.cluster_size)
+
+    # the end may be unaligned: it is the end of the image
+    if offset > zero_start:
+        ret = cluster.qcow2_zero_clusters(
+            bs, zero_start, (offset - zero_start) >> BDRV_SECTOR_BITS, 0)
+        if ret < 0:
+            error_setg_errno(errp, -ret, "Failed to zero out new clusters")
+            return ret
+
+    if zero_start > old_length:
+        nbytes = min(zero_start, offset) - old_length
+        qiov = QEMUIOVector()
+        qemu_iovec_init(qiov, 1)
+        qemu_iovec_add(qiov, bytearray(nbytes), nbytes)
+        qemu_co_mutex_unlock(s.lock)
+        ret = qcow2_co_writev(bs, old_length >> BDRV_SECTOR_BITS,
+                              nbytes >> BDRV_SECTOR_BITS, qiov)
+        qemu_co_mutex_lock(s.lock)
+        qemu_iovec_destroy(qiov)
+        if ret < 0:
+            error_setg_errno(errp, -ret, "Failed to zero out the new area")
+            return ret
     return 0
 
 
@@ -2171,7 +2225,7 @@ class BdrvQcow2(BlockDriver):
 
     bdrv_co_write_zeroes = staticmethod(qcow2_co_write_zeroes)
     bdrv_co_discard = staticmethod(qcow2_co_discard)
-    bdrv_truncate = staticmethod(qcow2_truncate)
+    bdrv_truncate = staticmethod(qcow2_co_truncate)
     bdrv_write_compressed = staticmethod(qcow2_write_compressed)
 
     bdrv_snapshot_list = staticmethod(snapshot.qcow2_snapshot_list)

@@ -20,12 +20,7 @@ DIVERGENCES = Path(__file__).with_name("DIVERGENCES.rst")
 # Cases the port does not pass yet because a feature of 7.2 is missing (not
 # a difference kept on purpose): they run, and must still fail, so that one
 # that starts passing is noticed and taken off this list.
-NOT_YET = {
-    "qcow2_truncate_shrink_backing_regrow": "bdrv_truncate does not ask "
-        "the driver to zero an area that grows over a longer backing file "
-        "(7.2's bdrv_co_truncate passes BDRV_REQ_ZERO_WRITE, which qcow2 "
-        "turns into zero clusters), so the backing file's data shows",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def _require_tools() -> None:

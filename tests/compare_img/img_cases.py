@@ -124,7 +124,6 @@ CORRUPT = ("qemu-img create -f qcow2 k.qcow2 1M",
 SECTOR_STATUS = "sector-granular-block-status"
 SIZE_RANGE = "size-option-range"
 NO_PERMISSIONS = "no-permissions"
-TRUNCATE_MAX = "truncate-max-length"
 QCOW2_PREALLOC = "qcow2-resize-preallocation"
 
 CASES = [
@@ -347,7 +346,11 @@ CASES = [
             diverges=SIZE_RANGE),
     ImgCase("resize_size_int64", RAW, "resize -f raw a.raw 8E"),
     ImgCase("resize_size_max_length", RAW,
-            "resize -f raw a.raw 9223372036854775807", diverges=TRUNCATE_MAX),
+            "resize -f raw a.raw 9223372036854775807"),
+    ImgCase("resize_size_above_max_length", RAW,
+            "resize -f raw a.raw 9223372035781033985"),
+    ImgCase("resize_size_at_max_length", RAW,
+            "resize -f raw a.raw 9223372035781033984"),
     ImgCase("resize_no_size", RAW, "resize a.raw"),
     ImgCase("resize_no_args", NONE, "resize"),
     ImgCase("resize_extra_arg", RAW, "resize a.raw 1M 2M"),
