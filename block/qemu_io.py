@@ -26,11 +26,13 @@ from block import trace
 from block.block_int import (BDRV_O_ALLOW_RDWR, BDRV_O_COPY_ON_READ,
                              BDRV_O_NATIVE_AIO, BDRV_O_NOCACHE, BDRV_O_RDWR,
                              BDRV_O_SNAPSHOT, BDRV_O_UNMAP)
-from block.core import bdrv_parse_cache_mode, bdrv_parse_discard_flags
+from block.core import (BDRV_OPT_READ_ONLY, bdrv_parse_cache_mode,
+                        bdrv_parse_discard_flags)
 from block.qemu_io_cmds import (CMD_FLAG_GLOBAL, CMD_NOFILE_OK, cmdinfo_t,
                                 qemu_opts_parse_merged,
                                 qemu_opts_take_merged, qemuio_add_command,
                                 qemuio_command, qemuio_command_usage)
+from drivers import bdrv_init
 from util.aio import aio_set_fd_handler, qemu_get_aio_context
 from util.cutils import (Getopt, c_stdout, fflush_stdout, no_argument,
                          option, printf, qemu_strtoi64, required_argument)
@@ -38,7 +40,8 @@ from util.main_loop import main_loop_wait
 from util.error import Errp, error_append_hint, error_setg
 from util.qemu_error import (error_init, error_report, error_report_err,
                              error_reportf_err, g_get_prgname, warn_report)
-from util.qemu_option import QemuOptsList
+from util.qemu_option import (QemuOptDesc, QemuOptsList, is_help_option,
+                               parse_option_bool)
 
 PROGNAME = 'qemu-io'
 QEMU_VERSION = '7.2.0'
@@ -72,6 +75,30 @@ close_cmd = cmdinfo_t(name="close", altname="c", cfunc=close_f,
 BDRV_OPT_FORCE_SHARE = 'force-share'
 
 
+def take_force_share(opts: Optional[dict], flags: int, errp: Errp) -> bool:
+    """Check and remove the force-share options of opts; False after
+    setting errp.  force-share only relaxes image locking, which this block
+    layer does not have, so what is left of 7.2's bdrv_open_common() is
+    its check, made on every node that inherits the parent's read-write
+    mode (backing files are opened read-only)."""
+    if not opts:
+        return True
+    read_only = opts.get(BDRV_OPT_READ_ONLY)
+    writable = bool(flags & BDRV_O_RDWR) and not (
+        read_only is not None and parse_option_bool(BDRV_OPT_READ_ONLY,
+                                                    read_only, None))
+    for key in [k for k in opts if k == BDRV_OPT_FORCE_SHARE
+                or k.endswith('.' + BDRV_OPT_FORCE_SHARE)]:
+        on = parse_option_bool(BDRV_OPT_FORCE_SHARE, opts.pop(key), errp)
+        if on is None:
+            return False
+        if on and writable and 'backing' not in key.split('.'):
+            error_setg(errp, "force-share=on can only be used with "
+                       "read-only images")
+            return False
+    return True
+
+
 def openfile(name: Optional[str], flags: int, writethrough: bool,
              force_share: bool, opts: Optional[dict]) -> int:
     """Open the image qemu-io works on; 0, or 1 after a message."""
@@ -89,17 +116,19 @@ def openfile(name: Optional[str], flags: int, writethrough: bool,
                 and opts[BDRV_OPT_FORCE_SHARE] != 'on':
             error_report("-U conflicts with image options")
             return 1
-        # Without image locking sharing is what always happens; only
-        # 7.2's check of the option is left to do.
-        if flags & BDRV_O_RDWR:
-            error_report("can't open%s%s: force-share=on can only be used "
-                         "with read-only images",
-                         " device " if name else "", name or "")
-            return 1
+        opts[BDRV_OPT_FORCE_SHARE] = 'on'
 
-    # 7.2 lets 'reopen -w' make an image opened read-only writable
-    qemuio_blk = bb.blk_new_open("hda", name, None, opts,
-                                 flags | BDRV_O_ALLOW_RDWR, local_err)
+    if take_force_share(opts, flags, local_err):
+        # 7.2 lets 'reopen -w' make an image opened read-only writable
+        qemuio_blk = bb.blk_new_open("hda", name, None, opts,
+                                     flags | BDRV_O_ALLOW_RDWR, local_err)
+    if qemuio_blk and flags & BDRV_O_RDWR \
+            and bb.blk_is_read_only(qemuio_blk):
+        # 7.2's blk_new_open() asks for the write permission, which a node
+        # made read-only by its options refuses
+        error_setg(local_err, "Block node is read-only")
+        bb.blk_unref(qemuio_blk)
+        qemuio_blk = None
     if not qemuio_blk:
         error_reportf_err(local_err[0], "can't open%s%s: ",
                           " device " if name else "", name or "")
@@ -349,16 +378,27 @@ def add_user_command(user_cmd: str) -> None:
 
 # --- -T/--trace (QEMU's trace/control.c, the log back end) -------------------
 
-qemu_trace_opts = QemuOptsList("trace", [], implied_opt_name="enable")
+qemu_trace_opts = QemuOptsList("trace", [QemuOptDesc('enable'),
+                                         QemuOptDesc('events'),
+                                         QemuOptDesc('file')],
+                               implied_opt_name="enable")
 trace_opts_file: Optional[str] = None
 
 
 def trace_enable_events(line: str) -> None:
-    """Enable (or, with a leading '-', disable) the events matching line."""
+    """List the events and exit for "help"; else enable (or, with a leading
+    '-', disable) the events matching line, warning about a name without
+    '*' that matches none."""
+    # QEMU has every event linked in: register those of the lazily
+    # imported drivers too
+    bdrv_init()
+    if is_help_option(line):
+        trace.trace_list_events(c_stdout)
+        sys.exit(0)
     enable = not line.startswith('-')
     name = line if enable else line[1:]
     n = trace.trace_enable(name, enable)
-    if n == 0 and '*' not in name and '?' not in name:
+    if n == 0 and '*' not in name:
         warn_report("trace event '%s' does not exist", name)
 
 
@@ -384,10 +424,6 @@ def trace_opt_parse(optarg: str) -> None:
     if not qemu_opts_parse_merged(qemu_trace_opts, optarg, True):
         sys.exit(1)
     opts = qemu_opts_take_merged(qemu_trace_opts) or {}
-    for key in opts:
-        if key not in ('enable', 'events', 'file'):
-            error_report("Invalid parameter '%s'", key)
-            sys.exit(1)
     if opts.get('enable') is not None:
         trace_enable_events(opts['enable'])
     trace_init_events(opts.get('events'))
@@ -395,8 +431,15 @@ def trace_opt_parse(optarg: str) -> None:
 
 
 def trace_init_file() -> None:
+    """The log back end's qemu_set_log_filename: the file is made now."""
     if trace_opts_file:
-        trace.trace_set_output(open(trace_opts_file, 'w', buffering=1))
+        try:
+            out = open(trace_opts_file, 'w', buffering=1)
+        except OSError as e:
+            error_report("Error opening logfile %s: %s", trace_opts_file,
+                         os.strerror(e.errno))
+            sys.exit(1)
+        trace.trace_set_output(out)
 
 
 # --- --object (QEMU's qom/object_interfaces.c, the types qemu-io needs) ------

@@ -34,12 +34,14 @@ from util.aio import aio_poll, aio_timer_new, qemu_get_aio_context
 from util.coroutine import qemu_coroutine_create, qemu_coroutine_enter
 from util.cutils import (Getopt, c_stderr_write, c_stdout, fflush_stdout,
                          printf, qemu_strtosz, strtol)
+from util.error import error_append_hint, error_setg
 from util.iov import (QEMUIOVector, iov_memset, qemu_iovec_add,
                       qemu_iovec_init)
 from util.main_loop import main_loop_wait
 from util.qemu_error import error_report, error_report_err
 from util.qemu_option import (QemuOptsList, qemu_opts_create,
-                               qemu_opts_do_parse, qemu_opts_to_qdict)
+                               qemu_opts_do_parse, qemu_opts_parse_id,
+                               qemu_opts_print_help, qemu_opts_to_qdict)
 from util.timer import (QEMU_CLOCK_HOST, SCALE_MS, SCALE_NS,
                         qemu_clock_get_ns, timer_free, timer_mod)
 
@@ -1611,18 +1613,34 @@ def qemu_opts_parse_merged(lst: QemuOptsList, params: str,
                            permit_abbrev: bool) -> bool:
     """qemu_opts_parse_noisily into the one QemuOpts of a merge_lists list
     (with permit_abbrev, a first value without a name belongs to the list's
-    implied option); prints the error and returns False on failure."""
-    opts = merged_opts.get(lst.name)
-    if opts is None:
-        opts = merged_opts[lst.name] = qemu_opts_create(lst)
+    implied option); prints the error, or the list's options for a "help"
+    when the list has a fixed set of them, and returns False on failure."""
     local_err = [None]
-    qemu_opts_do_parse(opts, params,
-                       lst.implied_opt_name if permit_abbrev else None,
-                       local_err)
-    if local_err[0]:
+    help_wanted = [False] if lst.desc else None
+    opts_id = qemu_opts_parse_id(params)
+    # qemu_opts_create: an id names a QemuOpts, and a merged list has one
+    if opts_id is not None and lst.merge_lists:
+        error_setg(local_err, "Invalid parameter 'id'")
+    elif opts_id is not None and not core.id_wellformed(opts_id):
+        error_setg(local_err, "Parameter 'id' expects an identifier")
+        error_append_hint(local_err, "Identifiers consist of letters, "
+                          "digits, '-', '.', '_', starting with a letter.\n")
+    else:
+        opts = merged_opts.get(lst.name)
+        if opts is None:
+            opts = merged_opts[lst.name] = qemu_opts_create(lst, opts_id)
+        qemu_opts_do_parse(opts, params,
+                           lst.implied_opt_name if permit_abbrev else None,
+                           local_err, True, help_wanted)
+        if not local_err[0] and not (help_wanted and help_wanted[0]):
+            return True
+        # opts_parse deletes what it made, the options merged so far too
+        del merged_opts[lst.name]
+    if help_wanted and help_wanted[0]:
+        qemu_opts_print_help(lst, True)
+    else:
         error_report_err(local_err[0])
-        return False
-    return True
+    return False
 
 
 def qemu_opts_take_merged(lst: QemuOptsList) -> Optional[dict]:
@@ -1636,6 +1654,24 @@ def _bool_opt(opts: dict, key: str) -> Optional[bool]:
     """The on/off value of key in a parsed options dict, popped."""
     value = opts.pop(key)
     return value in (True, 'on', 'yes', 'true', 'y')
+
+
+def reopen_child_options(bs, options: dict) -> dict:
+    """Take the "<child>." options of the children that inherit from bs
+    out of options, as 7.2's bdrv_reopen_queue_child() does, so that each
+    node checks its own options (and names them without the prefix):
+    node -> its options, for every level below bs."""
+    split: dict = {}
+    for child in bs.children:
+        if child.bs.inherits_from is not bs:
+            continue
+        prefix = child.name + '.'
+        mine = {key[len(prefix):]: options.pop(key) for key in list(options)
+                if key.startswith(prefix)}
+        split.update(reopen_child_options(child.bs, mine))
+        if mine:
+            split[child.bs] = mine
+    return split
 
 
 def reopen_f(blk, argv: list[str]) -> int:
@@ -1708,7 +1744,10 @@ def reopen_f(blk, argv: list[str]) -> int:
     if not flags[0] & BDRV_O_RDWR:
         io.bdrv_drain(bs)
 
+    child_options = reopen_child_options(bs, qdict)
     brq = core.bdrv_reopen_queue(None, bs, qdict, flags[0])
+    for entry in brq:
+        entry.state.options.update(child_options.get(entry.state.bs, {}))
     core.bdrv_reopen_multiple(brq, local_err)
     if local_err[0]:
         error_report_err(local_err[0])

@@ -98,6 +98,12 @@ def trace_reset() -> None:
         ev.state = False
 
 
+def trace_list_events(out: TextIO) -> None:
+    """Write the name of every registered event, one a line (-T help)."""
+    for name in _events:
+        out.write("%s\n" % name)
+
+
 # The events of block/io.c (QEMU's trace-events, same names and formats).
 trace_bdrv_co_readv = trace_event_register(
     "bdrv_co_readv", "bs %p sector_num %d nb_sectors %d")
