@@ -82,35 +82,40 @@ def worker_thread(pool: ThreadPool) -> None:
     lock.acquire()
     pool.pending_threads -= 1
     do_spawn_thread(pool)
+    pool.idle_threads += 1
 
     while not pool.stopping:
-        while True:
-            pool.idle_threads += 1
-            lock.release()
-            got = qemu_sem_timedwait(pool.sem,
-                                     WORKER_IDLE_TIMEOUT_MS) == 0
-            lock.acquire()
-            pool.idle_threads -= 1
-            if got or not pool.request_list:
-                break
-        if not got or pool.stopping:
+        lock.release()
+        got = qemu_sem_timedwait(pool.sem, WORKER_IDLE_TIMEOUT_MS) == 0
+        lock.acquire()
+        if not got:
+            if pool.request_list:
+                continue    # the count for a queued request is on its way
+            break
+        if pool.stopping:
             break
 
+        pool.idle_threads -= 1
         req = pool.request_list.popleft()
         req.state = THREAD_ACTIVE
         lock.release()
 
         thread_pool_run_req(req)
 
-        # C queues the result and schedules the bottom half with the lock
-        # held.  Here the eventfd write in qemu_bh_schedule gives the GIL
-        # away, and a worker holding pool.lock while it waits for the GIL
-        # again would stall the submitter on pool.lock: both before taking
-        # it (deque.append is atomic).
+        # C goes idle once it has queued the result and scheduled the
+        # bottom half, all under the lock.  Here the eventfd write in
+        # qemu_bh_schedule gives the GIL away, and the event loop runs at
+        # once: the worker must already count as idle then, or the loop's
+        # next submission would start a thread it does not need; and it
+        # must not hold pool.lock, which the submission takes.
+        lock.acquire()
+        pool.idle_threads += 1
         pool.done.append(req)
+        lock.release()
         qemu_bh_schedule(pool.completion_bh)
         lock.acquire()
 
+    pool.idle_threads -= 1
     pool.cur_threads -= 1
     pool.worker_stopped.notify()
     lock.release()
@@ -226,10 +231,13 @@ def thread_pool_submit_aio(pool: ThreadPool, func: ThreadPoolFunc, arg: Any,
 
     with pool.lock:
         # C spawns when idle_threads == 0, relying on a woken worker to
-        # leave the idle count at once.  Under the GIL woken workers run
-        # late, and a burst would see the same idle worker again and again:
-        # count only the idle workers that no queued request waits for.
-        if (pool.idle_threads <= len(pool.request_list) and
+        # leave the idle count at once and on new threads to start at once.
+        # Under the GIL both run late, and a burst would see the same idle
+        # worker again and again: count the idle workers and the ones being
+        # started that no queued request waits for.
+        available = (pool.idle_threads + pool.new_threads +
+                     pool.pending_threads)
+        if (available <= len(pool.request_list) and
                 pool.cur_threads < pool.max_threads):
             spawn_thread(pool)
         pool.request_list.append(req)
