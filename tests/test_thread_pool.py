@@ -261,3 +261,34 @@ def test_cancel() -> None:
 
 def test_cancel_async() -> None:
     do_test_cancel(False)
+
+
+def test_pool_size_follows_queue_depth() -> None:
+    """Not in QEMU: with four requests kept in flight, the pool runs four
+    workers, as C's does.  Under the GIL a finished worker and a starting
+    one are slow to count as idle; the submissions must not start threads
+    for requests that those will take."""
+    own_ctx = aio_context_new()
+    own_pool = aio_get_thread_pool(own_ctx)
+    remaining = [400]
+    in_flight = [0]
+
+    def work(arg) -> int:
+        time.sleep(0.0002)
+        return 0
+
+    def done_cb(opaque, ret: int) -> None:
+        in_flight[0] -= 1
+        submit()
+
+    def submit() -> None:
+        while remaining[0] and in_flight[0] < 4:
+            remaining[0] -= 1
+            in_flight[0] += 1
+            thread_pool_submit_aio(own_pool, work, None, done_cb, None)
+
+    submit()
+    while in_flight[0]:
+        aio_poll(own_ctx, True)
+    assert own_pool.cur_threads <= 4
+    aio_context_unref(own_ctx)
