@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all venv run test bench qemu-utils clean
+.PHONY: all venv bytecode run test bench qemu-utils clean
 
 all: test
 
@@ -20,6 +20,12 @@ $(STAMP): setup.cfg setup.py pyproject.toml util/iov_build.py util/iov_helper.c 
 
 venv: $(STAMP)
 
+# Bytecode for the tree, as pip writes it for an installed package: the
+# editable install runs from the sources, and with PYTHONDONTWRITEBYTECODE
+# set Python would compile every module again at each start.
+bytecode: venv
+	$(PY) -m compileall -q block util drivers
+
 # The comparison tests run the real qemu-io and qemu-img from Debian.
 qemu-utils:
 	@if command -v qemu-io >/dev/null && command -v qemu-img >/dev/null; then :; \
@@ -30,13 +36,13 @@ qemu-utils:
 		echo "install Debian's qemu-utils; the comparison tests will be skipped outside CI."; \
 	fi
 
-run: venv
+run: bytecode
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sh examples/demo_session.sh
 
 test: venv qemu-utils
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-bench: venv
+bench: bytecode
 	$(PY) -m tests.bench
 
 clean:

@@ -132,6 +132,8 @@ def bench_img(smoke: bool = False) -> list:
         env["PYTHONPYCACHEPREFIX"] = os.path.join(d, "pycache")
         cold = child_env()
         cold["PYTHONDONTWRITEBYTECODE"] = "1"
+        # an empty cache directory: the tree's __pycache__ is not read
+        cold["PYTHONPYCACHEPREFIX"] = os.path.join(d, "no-pycache")
         tiny = os.path.join(d, "s.raw")
         subprocess.run([qemu_img, "create", "-q", "-f", "raw", tiny, "1M"],
                        check=True)
