@@ -37,7 +37,8 @@ from util.aio import aio_set_fd_handler, qemu_get_aio_context
 from util.cutils import (Getopt, c_stdout, fflush_stdout, no_argument,
                          option, printf, qemu_strtoi64, required_argument)
 from util.main_loop import main_loop_wait
-from util.error import Errp, error_append_hint, error_setg
+from util.error import (Errp, error_append_hint, error_get_pretty,
+                        error_setg)
 from util.qemu_error import (error_init, error_report, error_report_err,
                              error_reportf_err, g_get_prgname, warn_report)
 from util.qemu_option import (QemuOptDesc, QemuOptsList, is_help_option,
@@ -89,10 +90,16 @@ def take_force_share(opts: Optional[dict], flags: int, errp: Errp) -> bool:
                                                     read_only, None))
     for key in [k for k in opts if k == BDRV_OPT_FORCE_SHARE
                 or k.endswith('.' + BDRV_OPT_FORCE_SHARE)]:
-        on = parse_option_bool(BDRV_OPT_FORCE_SHARE, opts.pop(key), errp)
+        backing = 'backing' in key.split('.')
+        local_err = [None]
+        on = parse_option_bool(BDRV_OPT_FORCE_SHARE, opts.pop(key),
+                               local_err)
         if on is None:
+            error_setg(errp, "%s%s",
+                       "Could not open backing file: " if backing else "",
+                       error_get_pretty(local_err[0]))
             return False
-        if on and writable and 'backing' not in key.split('.'):
+        if on and writable and not backing:
             error_setg(errp, "force-share=on can only be used with "
                        "read-only images")
             return False

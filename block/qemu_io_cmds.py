@@ -39,9 +39,10 @@ from util.iov import (QEMUIOVector, iov_memset, qemu_iovec_add,
                       qemu_iovec_init)
 from util.main_loop import main_loop_wait
 from util.qemu_error import error_report, error_report_err
-from util.qemu_option import (QemuOptsList, qemu_opts_create,
-                               qemu_opts_do_parse, qemu_opts_parse_id,
-                               qemu_opts_print_help, qemu_opts_to_qdict)
+from util.qemu_option import (QemuOptsList, parse_option_bool,
+                               qemu_opts_create, qemu_opts_do_parse,
+                               qemu_opts_parse_id, qemu_opts_print_help,
+                               qemu_opts_to_qdict)
 from util.timer import (QEMU_CLOCK_HOST, SCALE_MS, SCALE_NS,
                         qemu_clock_get_ns, timer_free, timer_mod)
 
@@ -1745,6 +1746,13 @@ def reopen_f(blk, argv: list[str]) -> int:
         io.bdrv_drain(bs)
 
     child_options = reopen_child_options(bs, qdict)
+    # force-share is one of 7.2's bdrv_runtime_opts, whose values are
+    # checked before the options that cannot change
+    for opts in (qdict, *child_options.values()):
+        if 'force-share' in opts and parse_option_bool(
+                'force-share', opts['force-share'], local_err) is None:
+            error_report_err(local_err[0])
+            return -errno.EINVAL
     brq = core.bdrv_reopen_queue(None, bs, qdict, flags[0])
     for entry in brq:
         entry.state.options.update(child_options.get(entry.state.bs, {}))
