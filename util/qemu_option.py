@@ -9,10 +9,11 @@ them ("Parameter 'size' expects a non-negative number below 2^64").
 
 from __future__ import annotations
 
+import errno
 import re
 from typing import Any, Optional
 
-from util.cutils import printf
+from util.cutils import printf, qemu_strtosz
 from util.error import Errp, error_append_hint, error_propagate, error_setg
 from util.qemu_error import error_printf, warn_report
 
@@ -98,26 +99,15 @@ def parse_option_number(name: str, value: str, errp: Errp) -> Optional[int]:
     return -number if m.group(1) == '-' else number
 
 
-_SIZE_SUFFIXES = {'': 0, 'b': 0, 'B': 0, 'k': 10, 'K': 10, 'm': 20, 'M': 20,
-                  'g': 30, 'G': 30, 't': 40, 'T': 40, 'p': 50, 'P': 50,
-                  'e': 60, 'E': 60}
-
-
 def parse_option_size(name: str, value: str, errp: Errp) -> Optional[int]:
-    """qemu_strtosz: a non-negative number, fractions allowed with a suffix."""
-    m = re.fullmatch(r'\s*(0[xX][0-9a-fA-F]+|[0-9]+(?:\.[0-9]*)?)\s*'
-                     r'([bBkKmMgGtTpPeE]?)', value)
-    size = None
-    if m:
-        number, suffix = m.groups()
-        shift = _SIZE_SUFFIXES[suffix]
-        if number[:2] in ('0x', '0X'):
-            size = int(number, 16) << shift
-        elif '.' in number and shift:
-            size = int(float(number) * (1 << shift))
-        elif '.' not in number:
-            size = int(number) << shift
-    if size is None or size >= 1 << 64:
+    """A size option's value by qemu_strtosz: too large a number has a
+    message of its own (7.2's parse_option_size)."""
+    err, size = qemu_strtosz(value, None)
+    if err == -errno.ERANGE:
+        error_setg(errp, "Value '%s' is out of range for parameter '%s'",
+                   value, name)
+        return None
+    if err:
         error_setg(errp, QERR_INVALID_PARAMETER_VALUE, name,
                    'a non-negative number below 2^64')
         error_append_hint(errp, 'Optional suffix k, M, G, T, P or E means '
