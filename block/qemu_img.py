@@ -33,12 +33,13 @@ from block import block_backend as bb
 from block import core, io
 from block.block_int import (
     BDRV_BLOCK_ALLOCATED, BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_MASK,
-    BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_ZERO, BDRV_O_CHECK,
-    BDRV_O_NATIVE_AIO, BDRV_O_NO_BACKING, BDRV_O_NO_IO, BDRV_O_RDWR,
-    BDRV_O_UNMAP, BDRV_REQ_MAY_UNMAP, BDRV_REQUEST_MAX_SECTORS,
+    BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_ZERO, BDRV_FIX_ERRORS, BDRV_FIX_LEAKS,
+    BDRV_O_CHECK, BDRV_O_NATIVE_AIO, BDRV_O_NO_BACKING, BDRV_O_NO_IO,
+    BDRV_O_RDWR, BDRV_O_UNMAP, BDRV_REQ_MAY_UNMAP, BDRV_REQUEST_MAX_SECTORS,
     BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE, BLOCK_OPT_BACKING_FILE,
-    BLOCK_OPT_BACKING_FMT, BLOCK_OPT_ENCRYPT, BLOCK_OPT_PREALLOC,
-    BLOCK_OPT_SIZE, INT_MAX, BlockDriverInfo, backing_bs)
+    BLOCK_OPT_BACKING_FMT, BLOCK_OPT_ENCRYPT, BLOCK_OPT_ENCRYPT_FORMAT,
+    BLOCK_OPT_PREALLOC, BLOCK_OPT_SIZE, INT_MAX, BdrvCheckResult,
+    BlockDriverInfo, backing_bs)
 from block.qapi import (bdrv_image_info_dump, bdrv_query_image_info,
                         qapi_struct, qobject_to_json_pretty)
 from block.qemu_img_progress import (f32, qemu_progress_end,
@@ -48,7 +49,6 @@ from block.qemu_io import (PYQEMU_VERSION, QEMU_COPYRIGHT, QEMU_HELP_BOTTOM,
                            trace_opt_parse, user_creatable_process_cmdline)
 from block.qemu_io_cmds import qemu_opts_parse_merged, qemu_opts_take_merged
 from drivers import bdrv_find_format, bdrv_find_protocol, bdrv_iterate_format
-from block.block_int import BDRV_FIX_ERRORS, BDRV_FIX_LEAKS, BdrvCheckResult
 from util import throttle
 from util.coroutine import (qemu_coroutine_create, qemu_coroutine_enter,
                             qemu_coroutine_self, qemu_coroutine_yield)
@@ -95,7 +95,6 @@ OFORMAT_HUMAN = 1
 BDRV_DEFAULT_CACHE = "writeback"
 
 BDRV_OPT_FORCE_SHARE = 'force-share'
-BLOCK_OPT_ENCRYPT_FORMAT = 'encrypt.format'
 
 INT64_MAX = (1 << 63) - 1
 EXIT_SUCCESS = 0
