@@ -18,9 +18,11 @@ import pytest
 
 from block import block_backend as bb
 from block import qemu_io, qemu_io_cmds as cmds
+from block.block_int import BDRV_O_RDWR
 from util import cutils
 from util.cutils import (CFile, Getopt, no_argument, option, qemu_strtosz,
                          required_argument, strtod, strtol, strtoull)
+from util.qemu_option import QemuOptsList
 
 REAL_QEMU_IO = shutil.which('qemu-io')
 needs_real = pytest.mark.skipif(REAL_QEMU_IO is None,
@@ -408,3 +410,100 @@ def test_stdin_prompt():
     assert proc.stdout == (b'qemu-io> sleep -- waits for the given value in '
                            b'milliseconds\nqemu-io> qemu-io> ')
     assert proc.stderr == b'command "bogus" not found\n'
+
+
+def test_option_string_short_form_booleans(capfd):
+    """qemu_opts_parse_noisily warns about flags (7.2's wording, 'delay'
+    pointing at nodelay), but not about a bare help."""
+    qemu_io.error_init('qemu-io')
+    lst = QemuOptsList("drive", [])
+    lst.merge_lists = True
+    assert cmds.qemu_opts_parse_merged(
+        lst, "driver=raw,read-only,nodelay,delay,help", False)
+    assert cmds.qemu_opts_take_merged(lst) == {
+        'driver': 'raw', 'read-only': 'on', 'delay': 'on', 'help': 'on'}
+    out, err = capfd.readouterr()
+    assert out == ''
+    assert err == (
+        "qemu-io: warning: short-form boolean option 'read-only' deprecated\n"
+        "Please use read-only=on instead\n"
+        "qemu-io: warning: short-form boolean option 'nodelay' deprecated\n"
+        "Please use nodelay=on instead\n"
+        "qemu-io: warning: short-form boolean option 'delay' deprecated\n"
+        "Please use nodelay=off instead\n")
+
+
+def test_option_string_ids(capfd):
+    """A merged list refuses an id; another takes a well-formed one."""
+    qemu_io.error_init('qemu-io')
+    merged = QemuOptsList("drive", [])
+    merged.merge_lists = True
+    assert not cmds.qemu_opts_parse_merged(merged, "driver=raw,id=x", False)
+    assert cmds.qemu_opts_take_merged(merged) is None
+    files = QemuOptsList("file", [], implied_opt_name="file")
+    assert not cmds.qemu_opts_parse_merged(files, "id=1x", False)
+    assert cmds.qemu_opts_parse_merged(files, "id=x,driver=raw", False)
+    assert cmds.qemu_opts_take_merged(files) == {'id': 'x', 'driver': 'raw'}
+    assert capfd.readouterr().err == (
+        "qemu-io: Invalid parameter 'id'\n"
+        "qemu-io: Parameter 'id' expects an identifier\n"
+        "Identifiers consist of letters, digits, '-', '.', '_', starting "
+        "with a letter.\n")
+
+
+def test_trace_option_help(capfd):
+    """A bare help in -T's options lists them (7.2's caption), an unknown
+    one is refused, and both end the program with status 1."""
+    assert run_qemu_io(capfd, '-T', 'file=x,help') == (
+        1, 'trace options:\n  enable=<str>\n  events=<str>\n  file=<str>\n',
+        '')
+    assert run_qemu_io(capfd, '-T', 'bogus=1') == (
+        1, '', "qemu-io: Invalid parameter 'bogus'\n")
+
+
+def test_trace_help_lists_every_event(capfd):
+    """-T help lists the events of the lazily imported drivers too."""
+    status, out, err = run_qemu_io(capfd, '-T', 'help', '-c', 'quit')
+    assert (status, err) == (0, '')
+    names = out.splitlines()
+    assert 'bdrv_co_readv' in names and 'qcow2_cache_get' in names
+    assert len(names) == len(set(names))
+
+
+def test_force_share_checks():
+    """force-share leaves the options; on needs a read-only node, unless it
+    is a backing file's; a bad value is refused."""
+    errp = [None]
+    opts = {'driver': 'raw', 'force-share': 'on', 'backing.force-share': 'on'}
+    assert qemu_io.take_force_share(opts, 0, errp)
+    assert opts == {'driver': 'raw'}
+    opts = {'backing.force-share': 'on', 'file.force-share': 'off'}
+    assert qemu_io.take_force_share(opts, BDRV_O_RDWR, errp) and not opts
+    opts = {'force-share': 'on', 'read-only': 'on'}
+    assert qemu_io.take_force_share(opts, BDRV_O_RDWR, errp)
+    for opts, msg in (
+            ({'file.force-share': 'yes'},
+             "force-share=on can only be used with read-only images"),
+            ({'backing.force-share': 'x'}, "Could not open backing file: "
+             "Parameter 'force-share' expects 'on' or 'off'")):
+        errp = [None]
+        assert not qemu_io.take_force_share(opts, BDRV_O_RDWR, errp)
+        assert errp[0].msg == msg
+
+
+def test_reopen_child_options(tmp_path):
+    """reopen -o hands "<child>." options to the child, without the
+    prefix, and leaves the others to the node itself."""
+    img = tmp_path / 'img'
+    img.write_bytes(b'\0' * 4096)
+    blk = bb.blk_new_open('test-reopen', str(img), None, {'driver': 'raw'},
+                          BDRV_O_RDWR, [None])
+    try:
+        bs = bb.blk_bs(blk)
+        options = {'file.filename': 'x', 'file.x.y': '1', 'backing.z': '2',
+                   'a': '3'}
+        split = cmds.reopen_child_options(bs, options)
+        assert options == {'backing.z': '2', 'a': '3'}
+        assert split == {bs.file.bs: {'filename': 'x', 'x.y': '1'}}
+    finally:
+        bb.blk_unref(blk)
