@@ -65,6 +65,7 @@ imageOpts = False
 
 def close_f(blk, argv: list[str]) -> int:
     global qemuio_blk
+    qemu_io_cmds.write_perm_blks.discard(qemuio_blk)
     bb.blk_unref(qemuio_blk)
     qemuio_blk = None
     return 0
@@ -142,6 +143,8 @@ def openfile(name: Optional[str], flags: int, writethrough: bool,
         return 1
 
     bb.blk_set_enable_write_cache(qemuio_blk, not writethrough)
+    if flags & BDRV_O_RDWR:
+        qemu_io_cmds.write_perm_blks.add(qemuio_blk)
     return 0
 
 
@@ -759,6 +762,7 @@ def qemu_io_main(argv: list[str]) -> int:
     # Make sure all outstanding requests complete before the program exits.
     io.bdrv_drain_all()
 
+    qemu_io_cmds.write_perm_blks.discard(qemuio_blk)
     bb.blk_unref(qemuio_blk)
 
     return 1 if ret < 0 else 0

@@ -60,6 +60,12 @@ CMD_NOFILE_OK = 0x01
 BLK_PERM_WRITE = 0x02
 BLK_PERM_RESIZE = 0x08
 
+# The BlockBackends holding 7.2's write permission: qemu-io takes it when it
+# opens an image read-write and with the first command that writes, and
+# gives it up in 'reopen' to read-only flags; while it is held, the node may
+# not become read-only.
+write_perm_blks: set = set()
+
 qemuio_misalign = False
 
 
@@ -135,10 +141,11 @@ def command(blk, ct: cmdinfo_t, argv: list[str]) -> int:
 
     # 7.2 takes the command's permissions here (blk_set_perm); on a
     # read-only node the write permission is refused
-    if ct.perm & BLK_PERM_WRITE and blk_is_available(blk) \
-            and bb.blk_is_read_only(blk):
-        error_report("Block node is read-only")
-        return -errno.EPERM
+    if ct.perm & BLK_PERM_WRITE and blk_is_available(blk):
+        if bb.blk_is_read_only(blk):
+            error_report("Block node is read-only")
+            return -errno.EPERM
+        write_perm_blks.add(blk)
 
     return ct.cfunc(blk, argv)
 
@@ -1675,6 +1682,21 @@ def reopen_child_options(bs, options: dict) -> dict:
     return split
 
 
+def reopen_read_only_conflict(blk, bs, flags: int, child_options: dict):
+    """The node a reopen would make read-only while a user still writes
+    through it (7.2's bdrv_node_refresh_perm), or None: bs while blk holds
+    the write permission, or a storage child given read-only=on under a
+    parent that stays writable."""
+    if not flags & BDRV_O_RDWR:
+        return bs if blk in write_perm_blks else None
+    for child in bs.children:
+        read_only = child_options.get(child.bs, {}).get('read-only')
+        if child.name != 'backing' and read_only is not None \
+                and parse_option_bool('read-only', read_only, None):
+            return child.bs
+    return None
+
+
 def reopen_f(blk, argv: list[str]) -> int:
     bs = bb.blk_bs(blk)
     flags = [bs.open_flags]
@@ -1717,6 +1739,9 @@ def reopen_f(blk, argv: list[str]) -> int:
         qemuio_command_usage(reopen_cmd)
         return -errno.EINVAL
 
+    if not flags[0] & BDRV_O_RDWR:
+        write_perm_blks.discard(blk)
+
     qdict = qemu_opts_take_merged(reopen_opts) or {}
 
     # 7.2 passes read-only and the cache mode as options; this block layer
@@ -1753,6 +1778,12 @@ def reopen_f(blk, argv: list[str]) -> int:
                 'force-share', opts['force-share'], local_err) is None:
             error_report_err(local_err[0])
             return -errno.EINVAL
+    node = reopen_read_only_conflict(blk, bs, flags[0], child_options)
+    if node is not None:
+        error_report("Read-only block node '%s' cannot support read-write "
+                     "users", core.bdrv_get_node_name(node))
+        return -errno.EINVAL
+
     brq = core.bdrv_reopen_queue(None, bs, qdict, flags[0])
     for entry in brq:
         entry.state.options.update(child_options.get(entry.state.bs, {}))

@@ -42,6 +42,9 @@ SUSPENDED = r"^blkdebug: Suspended request"
 
 # A line of the event list of -T help.
 TRACE_EVENT_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+# 7.2's refusal to make a node read-only names it by a generated node name,
+# whose last two digits are random.
+READ_ONLY_NODE = r"^QEMU_IO_PROG: Read-only block node '#block[0-9]+' cannot support read-write users$"
 
 COMMANDS = ("abort", "aio_flush", "aio_read", "aio_write", "alloc", "break",
             "close", "discard", "flush", "help", "info", "length", "map",
@@ -743,4 +746,19 @@ CASES += [
          ["reopen -o backing.file.filename=x", "reopen -o backing.bogus=1", "reopen -o file.bogus=1",
           "reopen -o backing.file.bogus=1", "reopen -o backing.file.filename=b.qcow2",
           "reopen -o backing.l2-cache-size=1M", "reopen -o l2-cache-size=1M", "read -P 0x5a 0 4k"]),
+    # 7.2 holds the write permission from a read-write open or the first
+    # write on; a node it holds may not become read-only (the message names
+    # a generated node name with random digits: dropped)
+    Case("reopen_read_only_write_permission", RAW, "-r " + R,
+         ["reopen -w", "reopen -o read-only=on", "write 0 1", "reopen -w", "write -P 5 0 1",
+          "reopen -o read-only=on", "write -P 6 1 1", "reopen -r", "reopen -o read-only=off", "reopen -o read-only=on",
+          "info"],
+         drop=READ_ONLY_NODE),
+    Case("reopen_read_only_opened_rw", RAW, R,
+         ["read 0 1", "reopen -o read-only=on", "aio_write -P 6 0 1", "aio_flush", "discard 1 1",
+          "reopen -r -o read-only=on", "reopen -r", "reopen -o read-only=on", "write 0 1", "close",
+          "open -o driver=raw t.raw", "reopen -o read-only=on", "write -P 7 2 1"], drop=READ_ONLY_NODE),
+    Case("reopen_read_only_child", RAW, R,
+         ["reopen -o file.read-only=on", "write -P 8 0 1", "reopen -r", "reopen -o file.read-only=on",
+          "reopen -o read-only=off", "reopen -o file.read-only=off", "write -P 9 1 1"], drop=READ_ONLY_NODE),
 ]
