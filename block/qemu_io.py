@@ -66,6 +66,7 @@ imageOpts = False
 def close_f(blk, argv: list[str]) -> int:
     global qemuio_blk
     qemu_io_cmds.write_perm_blks.discard(qemuio_blk)
+    qemu_io_cmds.force_share_values.clear()
     bb.blk_unref(qemuio_blk)
     qemuio_blk = None
     return 0
@@ -77,11 +78,12 @@ close_cmd = cmdinfo_t(name="close", altname="c", cfunc=close_f,
 BDRV_OPT_FORCE_SHARE = 'force-share'
 
 
-def take_force_share(opts: Optional[dict], flags: int, errp: Errp) -> bool:
-    """Check and remove the force-share options of opts; False after
-    setting errp.  force-share only relaxes image locking, which this block
-    layer does not have, so what is left of 7.2's bdrv_open_common() is
-    its check, made on every node that inherits the parent's read-write
+def take_force_share(opts: Optional[dict], flags: int, taken: dict,
+                     errp: Errp) -> bool:
+    """Check the force-share options of opts and move them to taken; False
+    after setting errp.  force-share only relaxes image locking, which this
+    block layer does not have, so what is left of 7.2's bdrv_open_common()
+    is its check, made on every node that inherits the parent's read-write
     mode (backing files are opened read-only)."""
     if not opts:
         return True
@@ -93,8 +95,8 @@ def take_force_share(opts: Optional[dict], flags: int, errp: Errp) -> bool:
                 or k.endswith('.' + BDRV_OPT_FORCE_SHARE)]:
         backing = 'backing' in key.split('.')
         local_err = [None]
-        on = parse_option_bool(BDRV_OPT_FORCE_SHARE, opts.pop(key),
-                               local_err)
+        taken[key] = opts.pop(key)
+        on = parse_option_bool(BDRV_OPT_FORCE_SHARE, taken[key], local_err)
         if on is None:
             error_setg(errp, "%s%s",
                        "Could not open backing file: " if backing else "",
@@ -112,6 +114,7 @@ def openfile(name: Optional[str], flags: int, writethrough: bool,
     """Open the image qemu-io works on; 0, or 1 after a message."""
     global qemuio_blk
     local_err = [None]
+    force_share_opts: dict = {}
 
     if qemuio_blk:
         error_report("file open already, try 'help close'")
@@ -126,7 +129,7 @@ def openfile(name: Optional[str], flags: int, writethrough: bool,
             return 1
         opts[BDRV_OPT_FORCE_SHARE] = 'on'
 
-    if take_force_share(opts, flags, local_err):
+    if take_force_share(opts, flags, force_share_opts, local_err):
         # 7.2 lets 'reopen -w' make an image opened read-only writable
         qemuio_blk = bb.blk_new_open("hda", name, None, opts,
                                      flags | BDRV_O_ALLOW_RDWR, local_err)
@@ -145,6 +148,7 @@ def openfile(name: Optional[str], flags: int, writethrough: bool,
     bb.blk_set_enable_write_cache(qemuio_blk, not writethrough)
     if flags & BDRV_O_RDWR:
         qemu_io_cmds.write_perm_blks.add(qemuio_blk)
+    qemu_io_cmds.force_share_record(bb.blk_bs(qemuio_blk), force_share_opts)
     return 0
 
 
@@ -763,6 +767,7 @@ def qemu_io_main(argv: list[str]) -> int:
     io.bdrv_drain_all()
 
     qemu_io_cmds.write_perm_blks.discard(qemuio_blk)
+    qemu_io_cmds.force_share_values.clear()
     bb.blk_unref(qemuio_blk)
 
     return 1 if ret < 0 else 0

@@ -66,6 +66,25 @@ BLK_PERM_RESIZE = 0x08
 # not become read-only.
 write_perm_blks: set = set()
 
+# The force-share value each node of the open image was given (7.2 keeps it
+# among the node's options, where 'reopen' finds it unchanged); the nodes of
+# this block layer do not take the option.
+force_share_values: dict = {}
+
+
+def force_share_record(bs, taken: dict, prefix: str = '',
+                       inherited: Optional[str] = None) -> None:
+    """Record the force-share values of bs and the children that inherit
+    from it (their parent's unless given their own, as 7.2's
+    bdrv_inherited_options() copies it)."""
+    value = taken.get(prefix + 'force-share', inherited)
+    if value is not None:
+        force_share_values[bs] = value
+    for child in bs.children:
+        if child.bs.inherits_from is bs:
+            force_share_record(child.bs, taken, prefix + child.name + '.',
+                               value)
+
 qemuio_misalign = False
 
 
@@ -1772,12 +1791,16 @@ def reopen_f(blk, argv: list[str]) -> int:
 
     child_options = reopen_child_options(bs, qdict)
     # force-share is one of 7.2's bdrv_runtime_opts, whose values are
-    # checked before the options that cannot change
-    for opts in (qdict, *child_options.values()):
-        if 'force-share' in opts and parse_option_bool(
-                'force-share', opts['force-share'], local_err) is None:
+    # checked before the options that cannot change; it may stay as it is
+    for node, opts in ((bs, qdict), *child_options.items()):
+        if 'force-share' not in opts:
+            continue
+        if parse_option_bool('force-share', opts['force-share'],
+                             local_err) is None:
             error_report_err(local_err[0])
             return -errno.EINVAL
+        if opts['force-share'] == force_share_values.get(node):
+            del opts['force-share']
     node = reopen_read_only_conflict(blk, bs, flags[0], child_options)
     if node is not None:
         error_report("Read-only block node '%s' cannot support read-write "

@@ -475,20 +475,36 @@ def test_force_share_checks():
     is a backing file's; a bad value is refused."""
     errp = [None]
     opts = {'driver': 'raw', 'force-share': 'on', 'backing.force-share': 'on'}
-    assert qemu_io.take_force_share(opts, 0, errp)
+    taken: dict = {}
+    assert qemu_io.take_force_share(opts, 0, taken, errp)
     assert opts == {'driver': 'raw'}
+    assert taken == {'force-share': 'on', 'backing.force-share': 'on'}
     opts = {'backing.force-share': 'on', 'file.force-share': 'off'}
-    assert qemu_io.take_force_share(opts, BDRV_O_RDWR, errp) and not opts
+    assert qemu_io.take_force_share(opts, BDRV_O_RDWR, {}, errp) and not opts
     opts = {'force-share': 'on', 'read-only': 'on'}
-    assert qemu_io.take_force_share(opts, BDRV_O_RDWR, errp)
+    assert qemu_io.take_force_share(opts, BDRV_O_RDWR, {}, errp)
     for opts, msg in (
             ({'file.force-share': 'yes'},
              "force-share=on can only be used with read-only images"),
             ({'backing.force-share': 'x'}, "Could not open backing file: "
              "Parameter 'force-share' expects 'on' or 'off'")):
         errp = [None]
-        assert not qemu_io.take_force_share(opts, BDRV_O_RDWR, errp)
+        assert not qemu_io.take_force_share(opts, BDRV_O_RDWR, {}, errp)
         assert errp[0].msg == msg
+
+
+def test_force_share_reopen(capfd, tmp_path):
+    """reopen -o may repeat the force-share value a node was opened with
+    (its children inherit it), but not change it."""
+    img = tmp_path / 'img'
+    img.write_bytes(b'\0' * 4096)
+    status, out, err = run_qemu_io(
+        capfd, '-U', '-r', '-f', 'raw', str(img), '-c',
+        'reopen -o force-share=on,file.force-share=on', '-c',
+        'reopen -o force-share=off', '-c', 'reopen -o force-share=yes')
+    assert (status, out) == (1, '')
+    assert err == ("qemu-io: Cannot change the option 'force-share'\n" * 2)
+    assert not qemu_io.qemu_io_cmds.force_share_values
 
 
 def test_reopen_child_options(tmp_path):

@@ -761,4 +761,11 @@ CASES += [
     Case("reopen_read_only_child", RAW, R,
          ["reopen -o file.read-only=on", "write -P 8 0 1", "reopen -r", "reopen -o file.read-only=on",
           "reopen -o read-only=off", "reopen -o file.read-only=off", "write -P 9 1 1"], drop=READ_ONLY_NODE),
+    Case("force_share_reopen_same_value", RAW, "-U -r " + R,
+         ["reopen -o force-share=on,file.force-share=on", "reopen -o force-share=off", "reopen -o force-share=yes",
+          "reopen -o file.force-share=on", "close", "open -r -o driver=raw,file.force-share=on t.raw",
+          "reopen -o force-share=on", "reopen -o file.force-share=on", "reopen -o file.force-share=off",
+          "read -P 0 0 1"]),
+    Case("force_share_reopen_image_opts", RAW, "-r --image-opts driver=raw,file.filename=t.raw,force-share=yes",
+         ["reopen -o force-share=on", "reopen -o force-share=yes", "reopen -o file.force-share=yes", "reopen -w"]),
 ]
