@@ -1638,10 +1638,11 @@ merged_opts: dict = {}
 
 def qemu_opts_parse_merged(lst: QemuOptsList, params: str,
                            permit_abbrev: bool) -> bool:
-    """qemu_opts_parse_noisily into the one QemuOpts of a merge_lists list
-    (with permit_abbrev, a first value without a name belongs to the list's
-    implied option); prints the error, or the list's options for a "help"
-    when the list has a fixed set of them, and returns False on failure."""
+    """qemu_opts_parse_noisily into the QemuOpts of lst that
+    qemu_opts_take_merged() hands over (with permit_abbrev, a first value
+    without a name belongs to the list's implied option); prints the error,
+    or the list's options for a "help" when the list has a fixed set of
+    them, and returns False on failure."""
     local_err = [None]
     help_wanted = [False] if lst.desc else None
     opts_id = qemu_opts_parse_id(params)

@@ -716,6 +716,8 @@ CASES += [
     Case("opts_image_opts_bad_id", RAW, "--image-opts id=1x,driver=raw,file.filename=t.raw", ["length"]),
     Case("opts_reopen", RAW, R, ["reopen -o id=x", "reopen -o noread-only", "reopen -o read-only=off,nocache.direct",
                                  "write -P 1 0 1"]),
+    Case("opts_reopen_flags", RAW, R, ["reopen -o help", "reopen -o read-only,noread-only", "reopen -o file.help",
+                                       "reopen -o id=x,bogus", "write -P 2 0 1"]),
     Case("open_read_only_option", RAW, "",
          ["open -o driver=raw,read-only=on t.raw", "open -r -o driver=raw,read-only=on t.raw", "write 0 1", "close",
           "open -o driver=raw,read-only=off t.raw", "write -P 2 0 1", "close", "open -U -o driver=raw,read-only=on t.raw"]),
