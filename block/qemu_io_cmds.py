@@ -1678,10 +1678,14 @@ def qemu_opts_take_merged(lst: QemuOptsList) -> Optional[dict]:
     return qemu_opts_to_qdict(opts) if opts is not None else None
 
 
-def _bool_opt(opts: dict, key: str) -> Optional[bool]:
-    """The on/off value of key in a parsed options dict, popped."""
-    value = opts.pop(key)
-    return value in (True, 'on', 'yes', 'true', 'y')
+# The on/off options of 7.2's bdrv_runtime_opts that qemu-io can reopen with.
+REOPEN_BOOL_OPTS = ('read-only', BDRV_OPT_CACHE_DIRECT,
+                    BDRV_OPT_CACHE_NO_FLUSH, 'force-share')
+
+
+def _bool_opt(opts: dict, key: str) -> bool:
+    """The on/off value of key in a checked options dict, popped."""
+    return bool(parse_option_bool(key, opts.pop(key), None))
 
 
 def reopen_child_options(bs, options: dict) -> dict:
@@ -1764,44 +1768,46 @@ def reopen_f(blk, argv: list[str]) -> int:
 
     qdict = qemu_opts_take_merged(reopen_opts) or {}
 
+    if 'read-only' in qdict and has_rw_option:
+        error_report("Cannot set both -r/-w and 'read-only'")
+        return -errno.EINVAL
+    if has_cache_option and (BDRV_OPT_CACHE_DIRECT in qdict
+                             or BDRV_OPT_CACHE_NO_FLUSH in qdict):
+        error_report("Cannot set both -c and the cache options")
+        return -errno.EINVAL
+
+    child_options = reopen_child_options(bs, qdict)
+    # 7.2's bdrv_reopen_prepare() parses the options of bdrv_runtime_opts
+    # before it looks for options that cannot change; force-share may stay
+    # as it is
+    for node, opts in ((bs, qdict), *child_options.items()):
+        for key in REOPEN_BOOL_OPTS:
+            if key in opts and parse_option_bool(key, opts[key],
+                                                 local_err) is None:
+                error_report_err(local_err[0])
+                return -errno.EINVAL
+        if 'force-share' in opts \
+                and opts['force-share'] == force_share_values.get(node):
+            del opts['force-share']
+
     # 7.2 passes read-only and the cache mode as options; this block layer
     # takes them as flags
     if 'read-only' in qdict:
-        if has_rw_option:
-            error_report("Cannot set both -r/-w and 'read-only'")
-            return -errno.EINVAL
         if _bool_opt(qdict, 'read-only'):
             flags[0] &= ~BDRV_O_RDWR
         else:
             flags[0] |= BDRV_O_RDWR
-
-    if BDRV_OPT_CACHE_DIRECT in qdict or BDRV_OPT_CACHE_NO_FLUSH in qdict:
-        if has_cache_option:
-            error_report("Cannot set both -c and the cache options")
-            return -errno.EINVAL
-        for key, flag in ((BDRV_OPT_CACHE_DIRECT, BDRV_O_NOCACHE),
-                          (BDRV_OPT_CACHE_NO_FLUSH, BDRV_O_NO_FLUSH)):
-            if key in qdict:
-                if _bool_opt(qdict, key):
-                    flags[0] |= flag
-                else:
-                    flags[0] &= ~flag
+    for key, flag in ((BDRV_OPT_CACHE_DIRECT, BDRV_O_NOCACHE),
+                      (BDRV_OPT_CACHE_NO_FLUSH, BDRV_O_NO_FLUSH)):
+        if key in qdict:
+            if _bool_opt(qdict, key):
+                flags[0] |= flag
+            else:
+                flags[0] &= ~flag
 
     if not flags[0] & BDRV_O_RDWR:
         io.bdrv_drain(bs)
 
-    child_options = reopen_child_options(bs, qdict)
-    # force-share is one of 7.2's bdrv_runtime_opts, whose values are
-    # checked before the options that cannot change; it may stay as it is
-    for node, opts in ((bs, qdict), *child_options.items()):
-        if 'force-share' not in opts:
-            continue
-        if parse_option_bool('force-share', opts['force-share'],
-                             local_err) is None:
-            error_report_err(local_err[0])
-            return -errno.EINVAL
-        if opts['force-share'] == force_share_values.get(node):
-            del opts['force-share']
     node = reopen_read_only_conflict(blk, bs, flags[0], child_options)
     if node is not None:
         error_report("Read-only block node '%s' cannot support read-write "
