@@ -24,6 +24,9 @@ user or for safety:
 - truncate shrinks images (2.10, with 7.2's messages), and allows a v3
   image with internal snapshots to be resized (as 7.2); a cluster whose
   refcount drops to 0 leaves the table caches (2.10);
+- truncate grows with preallocation metadata, falloc or full, and zeroes
+  the new area on BDRV_REQ_ZERO_WRITE, as 7.2's; creation preallocates
+  through truncate, as 7.2's qcow2_co_create;
 - bdrv_get_specific_info also reports compression-type and extended-l2,
   which 7.2's qemu-img info prints.
 """
@@ -34,6 +37,7 @@ import errno
 import os
 import struct
 import zlib
+from typing import Optional
 
 from block import core, io
 from block.block_int import (BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID,
@@ -82,10 +86,10 @@ from drivers.qcow2.qcow2_h import (
     QCOW2_OPT_REFCOUNT_CACHE_SIZE, QCOW_CRYPT_NONE, QCOW_HEADER_OFFSETOF,
     QCOW_MAGIC, QCOW_MAX_CRYPT_CLUSTERS, QCOW_MAX_L1_SIZE,
     QCOW_MAX_REFTABLE_SIZE, QCOW_MAX_SNAPSHOTS, BDRVQcow2State,
-    QCowHeader, QCowSnapshotHeader, Qcow2Feature,
+    QCowHeader, QCowL2Meta, QCowSnapshotHeader, Qcow2COWRegion, Qcow2Feature,
     Qcow2MetadataTable, Qcow2UnknownHeaderExtension, align_offset,
-    offset_into_cluster, qcow2_need_accurate_refcounts, qcow2_vm_state_offset,
-    size_to_l1)
+    offset_into_cluster, offset_to_l2_index, qcow2_need_accurate_refcounts,
+    qcow2_vm_state_offset, size_to_l1, start_of_cluster)
 from util.aio import aio_timer_new
 from util.coroutine import coroutine_fn, qemu_coroutine_self
 from util.coroutine_lock import (qemu_co_mutex_init, qemu_co_mutex_lock,
@@ -102,8 +106,7 @@ from util.qemu_option import (
     QemuOptDesc, QemuOptsList, qemu_opt_get, qemu_opt_get_bool,
     qemu_opt_get_bool_del, qemu_opt_get_del, qemu_opt_get_number,
     qemu_opt_get_number_del, qemu_opt_get_size, qemu_opt_get_size_del,
-    qemu_opt_set, qemu_opt_set_number, qemu_opts_absorb_qdict,
-    qemu_opts_create, qemu_opts_del)
+    qemu_opts_absorb_qdict, qemu_opts_create, qemu_opts_del)
 from util.timer import (QEMU_CLOCK_VIRTUAL, SCALE_MS, qemu_clock_get_ms,
                         timer_del, timer_free, timer_mod)
 
@@ -137,13 +140,6 @@ NEWER_INCOMPAT_FEATURES = ((2, "external data file"),
 
 # The compression type byte follows the 104 bytes of the v3 header
 COMPRESSION_TYPE_OFFSET = 104
-
-# qapi PreallocMode
-PreallocMode_lookup = ("off", "metadata", "falloc", "full")
-PREALLOC_MODE_OFF = 0
-PREALLOC_MODE_METADATA = 1
-PREALLOC_MODE_FALLOC = 2
-PREALLOC_MODE_FULL = 3
 
 
 def qcow2_probe(buf, buf_size: int, filename) -> int:
@@ -1405,61 +1401,112 @@ def qcow2_change_backing_file(bs: BlockDriverState, backing_file,
     return qcow2_update_header(bs)
 
 
+def qcow2_refcount_metadata_size(clusters: int, cluster_size: int,
+                                 refcount_order: int, generous_increase: bool,
+                                 refblock_count: Optional[list]) -> int:
+    """Bytes of refblocks and refcount table needed to count clusters
+    clusters and themselves (QEMU 7.2's qcow2_refcount_metadata_size);
+    with generous_increase, room for a table half as large again.  The
+    number of refblocks goes to refblock_count[0]."""
+    # the fixed point where the refcount structures also count themselves
+    blocks_per_table_cluster = cluster_size // 8
+    refcounts_per_block = cluster_size * 8 // (1 << refcount_order)
+    table = 0
+    blocks = 0
+    n = 0
+    while True:
+        last = n
+        blocks = -(-(clusters + table + blocks) // refcounts_per_block)
+        table = -(-blocks // blocks_per_table_cluster)
+        n = clusters + blocks + table
+
+        if n == last and generous_increase:
+            clusters += -(-table // 2)
+            n = 0
+            generous_increase = False
+        if n == last:
+            break
+
+    if refblock_count is not None:
+        refblock_count[0] = blocks
+    return (blocks + table) * cluster_size
+
+
 @coroutine_fn
-def preallocate(bs: BlockDriverState) -> int:
-    """Allocate the L2 tables and data clusters of the whole disk (with
-    s.lock held)."""
+def qcow2_handle_l2meta(bs: BlockDriverState, meta: list,
+                        link_l2: bool) -> int:
+    """Link the allocations of the chain meta[0] into the L2 tables (or,
+    link_l2 false, free their clusters) and take them off the running
+    requests (QEMU 7.2's qcow2_handle_l2meta).  meta[0] keeps what a failed
+    link left."""
+    s = bs.opaque
+    while meta[0] is not None:
+        m = meta[0]
+        if link_l2:
+            ret = cluster.qcow2_alloc_cluster_link_l2(bs, m)
+            if ret < 0:
+                return ret
+        else:
+            cluster.qcow2_alloc_cluster_abort(bs, m)
+        _l2meta_done(s, m)
+        meta[0] = m.next
+    return 0
+
+
+@coroutine_fn
+def preallocate(bs: BlockDriverState, offset: int, new_length: int,
+                mode: str, errp: Errp) -> int:
+    """Allocate the L2 entries and clusters for the guest range offset to
+    new_length, with s.lock held (QEMU 7.2's preallocate_co); the file then
+    reaches the last cluster allocated, preallocated as mode says (metadata
+    leaves it sparse)."""
     s = bs.opaque
     host_offset = [0]
     num = [0]
     meta = [None]
+    host_end = 0
 
-    nb_sectors = core.bdrv_nb_sectors(bs)
-    offset = 0
+    assert offset <= new_length
+    nb_sectors = (new_length - offset) >> BDRV_SECTOR_BITS
+    max_sectors = (INT_MAX & ~(s.cluster_size - 1)) >> BDRV_SECTOR_BITS
 
+    ret = 0
     while nb_sectors:
-        num[0] = min(nb_sectors, INT_MAX >> BDRV_SECTOR_BITS)
+        num[0] = min(nb_sectors, max_sectors)
         ret = cluster.qcow2_alloc_cluster_offset(bs, offset, num,
                                                  host_offset, meta)
         if ret < 0:
-            return ret
+            error_setg_errno(errp, -ret, "Allocating clusters failed")
+            break
 
-        while meta[0] is not None:
-            m = meta[0]
+        ret = qcow2_handle_l2meta(bs, meta, True)
+        if ret < 0:
+            error_setg_errno(errp, -ret, "Mapping clusters failed")
+            break
 
-            ret = cluster.qcow2_alloc_cluster_link_l2(bs, m)
-            if ret < 0:
-                refcount.qcow2_free_any_clusters(bs, m.alloc_offset,
-                                                 m.nb_clusters,
-                                                 QCOW2_DISCARD_NEVER)
-                return ret
-
-            # There are no dependent requests, but we need to remove our
-            # request from the list of in-flight requests
-            s.cluster_allocs.remove(m)
-
-            meta[0] = m.next
-
-        # TODO Preallocate data if requested
-
+        host_end = (host_offset[0] + offset_into_cluster(s, offset)
+                    + (num[0] << BDRV_SECTOR_BITS))
         nb_sectors -= num[0]
         offset += num[0] << BDRV_SECTOR_BITS
 
-    # The image file must contain every allocated cluster, else reads
-    # after its end fail: extend it to the last allocated sector
-    if host_offset[0] != 0:
-        buf = bytearray(BDRV_SECTOR_SIZE)
-        ret = io.bdrv_write(bs.file.bs,
-                            (host_offset[0] >> BDRV_SECTOR_BITS) + num[0] - 1,
-                            buf, 1)
-        if ret < 0:
-            return ret
+    if ret == 0:
+        # The file must contain every allocated cluster, else reads after
+        # its end fail
+        file_length = core.bdrv_getlength(bs.file.bs)
+        if file_length < 0:
+            error_setg_errno(errp, -file_length, "Could not get file size")
+            ret = file_length
+        elif host_end > file_length:
+            ret = core.bdrv_truncate(bs.file.bs, host_end,
+                                     "off" if mode == "metadata" else mode,
+                                     errp)
 
-    return 0
+    qcow2_handle_l2meta(bs, meta, False)
+    return ret
 
 
 def qcow2_create2(filename: str, total_size: int, backing_file, backing_format,
-                  flags: int, cluster_size: int, prealloc: int, opts,
+                  flags: int, cluster_size: int, prealloc: str, opts,
                   version: int, refcount_order: int, errp: Errp) -> int:
     # Calculate cluster_bits
     cluster_bits = (cluster_size & -cluster_size).bit_length() - 1
@@ -1472,15 +1519,8 @@ def qcow2_create2(filename: str, total_size: int, backing_file, backing_format,
     # Write a minimal header to the image file first: zero-sized, without
     # refcount blocks or L1 table (that inconsistency is fixed below), but
     # with a refcount table, because growing one means allocating two
-    # refcount blocks, the second at 2 GB for 64k clusters.
-    if prealloc in (PREALLOC_MODE_FULL, PREALLOC_MODE_FALLOC):
-        qemu_opt_set_number(opts, BLOCK_OPT_SIZE,
-                            preallocated_file_size(total_size, cluster_size,
-                                                   cluster_bits,
-                                                   refcount_order), None)
-        qemu_opt_set(opts, BLOCK_OPT_PREALLOC, PreallocMode_lookup[prealloc],
-                     None)
-
+    # refcount blocks, the second at 2 GB for 64k clusters.  The file
+    # itself is created empty: the preallocation is the truncate's.
     local_err = [None]
     ret = core.bdrv_create_file(filename, opts, local_err)
     if ret < 0:
@@ -1504,55 +1544,9 @@ def qcow2_create2(filename: str, total_size: int, backing_file, backing_format,
             core.bdrv_unref(pbs[0])
 
 
-def preallocated_file_size(total_size: int, cluster_size: int,
-                           cluster_bits: int, refcount_order: int) -> int:
-    """The image file size for full or falloc preallocation: the disk plus
-    all metadata.  Need not be exact: a bit too much leaks, a bit too
-    little makes the file grow later; floating point is fine."""
-    meta_size = 0
-    aligned_total_size = align_offset(total_size, cluster_size)
-    # refcount entry size in bytes
-    rces = (1 << refcount_order) / 8.
-
-    # see qcow2_open()
-    refblock_bits = cluster_bits - (refcount_order - 3)
-    refblock_size = 1 << refblock_bits
-
-    # header: 1 cluster
-    meta_size += cluster_size
-
-    # total size of L2 tables
-    nl2e = aligned_total_size // cluster_size
-    nl2e = align_offset(nl2e, cluster_size // 8)
-    meta_size += nl2e * 8
-
-    # total size of L1 tables
-    nl1e = nl2e * 8 // cluster_size
-    nl1e = align_offset(nl1e, cluster_size // 8)
-    meta_size += nl1e * 8
-
-    # total size of refcount blocks: every host cluster is refcounted, the
-    # refcount blocks too.  With a = total_size, m = meta size without
-    # refcount blocks and table, c = cluster size, y1 = refcount block
-    # entries, y2 = meta size with everything:
-    #   y1 = (y2 + a) / c
-    #   y2 = y1 * rces + y1 * rces * 8 / c + m
-    # so y1 = (a + m) / (c - rces - rces * 8 / c)
-    nrefblocke = int((aligned_total_size + meta_size + cluster_size)
-                     / (cluster_size - rces - rces * 8 / cluster_size))
-    meta_size += -(-nrefblocke // refblock_size) * cluster_size
-
-    # total size of refcount tables
-    nreftablee = nrefblocke // refblock_size
-    nreftablee = align_offset(nreftablee, cluster_size // 8)
-    meta_size += nreftablee * 8
-
-    return aligned_total_size + meta_size
-
-
 def _qcow2_create2_write(pbs: list, filename: str, total_size: int,
                          backing_file, backing_format, flags: int,
-                         cluster_size: int, cluster_bits: int, prealloc: int,
+                         cluster_size: int, cluster_bits: int, prealloc: str,
                          version: int, refcount_order: int, errp: Errp) -> int:
     """The rest of qcow2_create2, from the protocol node open in pbs[0]
     (which the caller unrefs, as C's out label does)."""
@@ -1608,10 +1602,10 @@ def _qcow2_create2_write(pbs: list, filename: str, total_size: int,
         return ret
     assert ret == 0, "Huh, first cluster in empty image is already in use?"
 
-    # Okay, now that we have a valid image, let's give it the right size
-    ret = core.bdrv_truncate(bs, total_size)
+    # Okay, now that we have a valid image, let's give it the right size,
+    # preallocated as asked (as 7.2's qcow2_co_create does)
+    ret = core.bdrv_truncate(bs, total_size, prealloc, errp)
     if ret < 0:
-        error_setg_errno(errp, -ret, "Could not resize image")
         return ret
 
     # Want a backing file? There you go.
@@ -1621,16 +1615,6 @@ def _qcow2_create2_write(pbs: list, filename: str, total_size: int,
             error_setg_errno(errp, -ret, "Could not assign backing file '%s' "
                              "with format '%s'", backing_file,
                              backing_format)
-            return ret
-
-    # And if we're supposed to preallocate metadata, do that now
-    if prealloc != PREALLOC_MODE_OFF:
-        s = bs.opaque
-        qemu_co_mutex_lock(s.lock)
-        ret = preallocate(bs)
-        qemu_co_mutex_unlock(s.lock)
-        if ret < 0:
-            error_setg_errno(errp, -ret, "Could not preallocate metadata")
             return ret
 
     core.bdrv_unref(bs)
@@ -1674,14 +1658,10 @@ def qcow2_create(filename: str, opts, errp: Errp) -> int:
         return -errno.ENOTSUP
     cluster_size = qemu_opt_get_size_del(opts, BLOCK_OPT_CLUSTER_SIZE,
                                          DEFAULT_CLUSTER_SIZE)
-    buf = qemu_opt_get_del(opts, BLOCK_OPT_PREALLOC)
-    if buf is None:
-        prealloc = PREALLOC_MODE_OFF
-    elif buf in PreallocMode_lookup:
-        prealloc = PreallocMode_lookup.index(buf)
-    else:
+    prealloc = qemu_opt_get_del(opts, BLOCK_OPT_PREALLOC) or "off"
+    if prealloc not in core.PREALLOC_MODES:
         error_setg(errp, "Parameter 'preallocation' does not accept value "
-                   "'%s'", buf)
+                   "'%s'", prealloc)
         return -errno.EINVAL
 
     # 7.2 also takes its own names v2 and v3, and words the error so
@@ -1700,7 +1680,7 @@ def qcow2_create(filename: str, opts, errp: Errp) -> int:
     if qemu_opt_get_bool_del(opts, BLOCK_OPT_LAZY_REFCOUNTS, False):
         flags |= BLOCK_FLAG_LAZY_REFCOUNTS
 
-    if backing_file and prealloc != PREALLOC_MODE_OFF:
+    if backing_file and prealloc != "off":
         error_setg(errp, "Backing file and preallocation cannot be used at "
                    "the same time")
         return -errno.EINVAL
@@ -1866,18 +1846,34 @@ def _qcow2_co_truncate_locked(bs: BlockDriverState, offset: int,
         if ret < 0:
             return ret
     else:
-        if prealloc != "off":
-            error_setg(errp, "Unsupported preallocation mode '%s'", prealloc)
-            return -errno.ENOTSUP
-
         ret = cluster.qcow2_grow_l1_table(bs, new_l1_size, True)
         if ret < 0:
             error_setg_errno(errp, -ret, "Failed to grow the L1 table")
             return ret
 
+    if prealloc == "metadata":
+        ret = preallocate(bs, old_length, offset, prealloc, errp)
+        if ret < 0:
+            return ret
+    elif prealloc in ("falloc", "full"):
+        zero_write = [flags & BDRV_REQ_ZERO_WRITE]
+        ret = qcow2_preallocate_data(bs, old_length, offset, prealloc,
+                                     zero_write, errp)
+        if ret < 0:
+            return ret
+        flags = flags & ~BDRV_REQ_ZERO_WRITE | zero_write[0]
+
     if flags & BDRV_REQ_ZERO_WRITE and offset > old_length:
         ret = qcow2_zero_new_area(bs, old_length, offset, errp)
         if ret < 0:
+            return ret
+
+    if prealloc != "off":
+        # the metadata must be on disk before the image size covers it
+        ret = qcow2_write_caches(bs)
+        if ret < 0:
+            error_setg_errno(errp, -ret,
+                             "Failed to flush the preallocated area to disk")
             return ret
 
     # write updated header.size
@@ -1889,6 +1885,105 @@ def _qcow2_co_truncate_locked(bs: BlockDriverState, offset: int,
         return ret
 
     s.l1_vm_state_index = new_l1_size
+    return 0
+
+
+@coroutine_fn
+def qcow2_preallocate_data(bs: BlockDriverState, old_length: int,
+                           offset: int, prealloc: str, zero_write: list,
+                           errp: Errp) -> int:
+    """Growing with falloc or full preallocation (that case of 7.2's
+    qcow2_co_truncate): new refcount structures after the used part of the
+    file, then data clusters for old_length to offset after them, the file
+    grown over them with prealloc, and the L2 entries.  zero_write[0]
+    (BDRV_REQ_ZERO_WRITE or 0) is cleared if the file's growth zeroes the
+    new area already.  Called with s.lock held."""
+    s = bs.opaque
+    cs = s.cluster_size
+
+    old_file_size = core.bdrv_getlength(bs.file.bs)
+    if old_file_size < 0:
+        error_setg_errno(errp, -old_file_size,
+                         "Failed to inquire current file length")
+        return old_file_size
+
+    last_cluster = refcount.qcow2_get_last_cluster(bs, old_file_size)
+    if last_cluster >= 0:
+        old_file_size = (last_cluster + 1) * cs
+    else:
+        old_file_size = align_offset(old_file_size, cs)
+
+    nb_new_data_clusters = ((align_offset(offset, cs)
+                             - start_of_cluster(s, old_length))
+                            >> s.cluster_bits)
+
+    # More L2 tables than can be needed (plus one for a head or tail not
+    # aligned to an L2 table): the new refcount structures must cover them
+    # so that entering the data clusters allocates no refblock.  Where the
+    # L2 tables go does not matter.
+    nb_new_l2_tables = -(-nb_new_data_clusters // (cs // 8)) + 1
+
+    allocation_start = refcount.qcow2_refcount_area(
+        bs, old_file_size, nb_new_data_clusters + nb_new_l2_tables, True,
+        0, 0)
+    if allocation_start < 0:
+        error_setg_errno(errp, -allocation_start,
+                         "Failed to resize refcount structures")
+        return allocation_start
+
+    clusters_allocated = refcount.qcow2_alloc_clusters_at(
+        bs, allocation_start, nb_new_data_clusters)
+    if clusters_allocated < 0:
+        error_setg_errno(errp, -clusters_allocated,
+                         "Failed to allocate data clusters")
+        return clusters_allocated
+    assert clusters_allocated == nb_new_data_clusters
+
+    # The file grows, so the protocol driver may zero the new area itself
+    new_file_size = allocation_start + nb_new_data_clusters * cs
+    ret = -1
+    if zero_write[0]:
+        ret = core.bdrv_truncate(bs.file.bs, new_file_size, prealloc, None,
+                                 BDRV_REQ_ZERO_WRITE)
+        if ret >= 0:
+            zero_write[0] = 0
+    if ret < 0:
+        local_err = [None]
+        ret = core.bdrv_truncate(bs.file.bs, new_file_size, prealloc,
+                                 local_err)
+        if ret < 0:
+            error_setg(errp, "Failed to resize underlying file: %s",
+                       error_get_pretty(local_err[0]))
+            refcount.qcow2_free_clusters(bs, allocation_start,
+                                         nb_new_data_clusters * cs,
+                                         QCOW2_DISCARD_OTHER)
+            return ret
+
+    # Enter the clusters in the L2 tables, one table at a time; the head of
+    # a partial cluster at the old end is copied into the new cluster
+    host_offset = allocation_start
+    guest_offset = old_length
+    while nb_new_data_clusters:
+        nb_clusters = min(nb_new_data_clusters,
+                          s.l2_size - offset_to_l2_index(s, guest_offset))
+        cow_start_length = offset_into_cluster(s, guest_offset)
+        guest_offset = start_of_cluster(s, guest_offset)
+        allocation = QCowL2Meta(
+            guest_offset, host_offset,
+            nb_clusters << (s.cluster_bits - BDRV_SECTOR_BITS), nb_clusters,
+            Qcow2COWRegion(0, cow_start_length >> BDRV_SECTOR_BITS),
+            Qcow2COWRegion(nb_clusters << s.cluster_bits, 0), None)
+        ret = cluster.qcow2_alloc_cluster_link_l2(bs, allocation)
+        if ret < 0:
+            error_setg_errno(errp, -ret, "Failed to update L2 tables")
+            refcount.qcow2_free_clusters(bs, host_offset,
+                                         nb_new_data_clusters * cs,
+                                         QCOW2_DISCARD_OTHER)
+            return ret
+
+        guest_offset += nb_clusters * cs
+        host_offset += nb_clusters * cs
+        nb_new_data_clusters -= nb_clusters
     return 0
 
 
@@ -2037,24 +2132,31 @@ def qcow2_write_compressed(bs: BlockDriverState, sector_num: int, buf,
     return 0
 
 
-@coroutine_fn
-def qcow2_co_flush_to_os(bs: BlockDriverState) -> int:
+def qcow2_write_caches(bs: BlockDriverState) -> int:
+    """Write back the cached L2 tables and, unless lazy refcounts make
+    them optional, the refblocks (QEMU 7.2's qcow2_write_caches)."""
     s = bs.opaque
 
-    qemu_co_mutex_lock(s.lock)
     ret = cache.qcow2_cache_flush(bs, s.l2_table_cache)
     if ret < 0:
-        qemu_co_mutex_unlock(s.lock)
         return ret
 
     if qcow2_need_accurate_refcounts(s):
         ret = cache.qcow2_cache_flush(bs, s.refcount_block_cache)
         if ret < 0:
-            qemu_co_mutex_unlock(s.lock)
             return ret
-    qemu_co_mutex_unlock(s.lock)
 
     return 0
+
+
+@coroutine_fn
+def qcow2_co_flush_to_os(bs: BlockDriverState) -> int:
+    s = bs.opaque
+
+    qemu_co_mutex_lock(s.lock)
+    ret = qcow2_write_caches(bs)
+    qemu_co_mutex_unlock(s.lock)
+    return ret
 
 
 def qcow2_get_info(bs: BlockDriverState, bdi: BlockDriverInfo) -> int:

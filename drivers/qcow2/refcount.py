@@ -419,6 +419,136 @@ def alloc_refcount_block(bs: BlockDriverState, cluster_index: int,
     return -errno.EAGAIN
 
 
+def qcow2_refcount_area(bs: BlockDriverState, start_offset: int,
+                        additional_clusters: int, exact_size: bool,
+                        new_refblock_index: int,
+                        new_refblock_offset: int) -> int:
+    """Build, at start_offset (the end of the used part of the file), a
+    new refcount table and the refblocks it lacks, covering themselves and
+    additional_clusters after them (QEMU 7.2's qcow2_refcount_area).  If
+    exact_size is false, the table gets half as many entries again.  A
+    new_refblock_offset is entered at new_refblock_index.  Returns where
+    the additional clusters may go, or -errno."""
+    s = bs.opaque
+    cs = s.cluster_size
+
+    assert start_offset % cs == 0
+
+    refblock_count = [0]
+    qcow2.qcow2_refcount_metadata_size(start_offset // cs
+                                       + additional_clusters, cs,
+                                       s.refcount_order, not exact_size,
+                                       refblock_count)
+    total_refblock_count = refblock_count[0]
+    # (7.2 compares the counts with the byte limit, too)
+    if total_refblock_count > QCOW_MAX_REFTABLE_SIZE:
+        return -errno.EFBIG
+
+    # the first refblock to cover the new structures
+    area_reftable_index = (start_offset // cs) // s.refcount_block_size
+
+    table_size = total_refblock_count
+    if not exact_size:
+        table_size += -(-total_refblock_count // 2)
+    # the header gives the table's size in clusters
+    table_size = align_offset(table_size, cs // 8)
+    table_clusters = table_size * 8 // cs
+
+    if table_size > QCOW_MAX_REFTABLE_SIZE:
+        return -errno.EFBIG
+
+    # entries past the new size can only be empty: the caller promised
+    # that nothing is used after start_offset
+    new_table = Qcow2MetadataTable(s.refcount_table[:table_size])
+    new_table.extend([0] * (table_size - len(new_table)))
+
+    if new_refblock_offset:
+        assert new_refblock_index < total_refblock_count
+        new_table[new_refblock_index] = new_refblock_offset
+
+    additional_refblock_count = sum(
+        1 for i in range(area_reftable_index, total_refblock_count)
+        if not new_table[i])
+
+    table_offset = start_offset + additional_refblock_count * cs
+    end_offset = table_offset + table_clusters * cs
+
+    # Fill the refblocks, making the missing ones
+    block_offset = start_offset
+    refblock = [None]
+    for i in range(area_reftable_index, total_refblock_count):
+        if new_table[i]:
+            ret = cache.qcow2_cache_get(bs, s.refcount_block_cache,
+                                        new_table[i], refblock)
+            if ret < 0:
+                return ret
+        else:
+            ret = cache.qcow2_cache_get_empty(bs, s.refcount_block_cache,
+                                              block_offset, refblock)
+            if ret < 0:
+                return ret
+            refblock[0][:] = bytes(cs)
+            cache.qcow2_cache_entry_mark_dirty(bs, s.refcount_block_cache,
+                                               refblock[0])
+            new_table[i] = block_offset
+            block_offset += cs
+
+        # the new structures are in use: refcount 1
+        first_offset_covered = i * s.refcount_block_size * cs
+        if first_offset_covered < end_offset:
+            if first_offset_covered < start_offset:
+                assert i == area_reftable_index
+                j = (start_offset - first_offset_covered) // cs
+                assert j < s.refcount_block_size
+            else:
+                j = 0
+            end_index = min((end_offset - first_offset_covered) // cs,
+                            s.refcount_block_size)
+            for j in range(j, end_index):
+                assert s.get_refcount(refblock[0], j) == 0
+                s.set_refcount(refblock[0], j, 1)
+            cache.qcow2_cache_entry_mark_dirty(bs, s.refcount_block_cache,
+                                               refblock[0])
+
+        cache.qcow2_cache_put(bs, s.refcount_block_cache, refblock)
+
+    assert block_offset == table_offset
+
+    BLKDBG_EVENT(bs.file, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS)
+    ret = cache.qcow2_cache_flush(bs, s.refcount_block_cache)
+    if ret < 0:
+        return ret
+
+    BLKDBG_EVENT(bs.file, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE)
+    ret = io.bdrv_pwrite_sync(bs.file.bs, table_offset,
+                              struct.pack(">%dQ" % table_size, *new_table),
+                              table_size * 8)
+    if ret < 0:
+        return ret
+
+    # Hook up the new refcount table in the qcow2 header
+    data = struct.pack(">QI", table_offset, table_clusters)
+    BLKDBG_EVENT(bs.file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE)
+    ret = io.bdrv_pwrite_sync(bs.file.bs,
+                              QCOW_HEADER_OFFSETOF["refcount_table_offset"],
+                              data, len(data))
+    if ret < 0:
+        return ret
+
+    # And switch it in memory
+    old_table_offset = s.refcount_table_offset
+    old_table_size = s.refcount_table_size
+
+    s.refcount_table = new_table
+    s.refcount_table_size = table_size
+    s.refcount_table_offset = table_offset
+
+    qcow2_free_clusters(bs, old_table_offset, old_table_size * 8,
+                        QCOW2_DISCARD_OTHER)
+
+    return end_offset
+
+
 def _alloc_refcount_block_fail(bs: BlockDriverState, refcount_block: list,
                                ret: int) -> int:
     """The fail_block label of alloc_refcount_block."""
@@ -504,6 +634,12 @@ def update_refcount(bs: BlockDriverState, offset: int, length: int,
                 cache.qcow2_cache_put(bs, s.refcount_block_cache,
                                       refcount_block)
             ret = alloc_refcount_block(bs, cluster_index, refcount_block)
+            # A caller that must search for free clusters again tries the
+            # same ones first (as 7.2's): the new refcount metadata may
+            # have been placed after them
+            if (ret == -errno.EAGAIN and
+                    s.free_cluster_index > (start >> s.cluster_bits)):
+                s.free_cluster_index = start >> s.cluster_bits
             if ret < 0:
                 break
         old_table_index = table_index

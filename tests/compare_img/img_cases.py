@@ -37,6 +37,23 @@ QCOW2_V2 = ("qemu-img create -f qcow2 -o compat=0.10,cluster_size=4k "
 SNAPSHOTS = QCOW2 + ("qemu-img snapshot -c s1 b.qcow2",
                      "qemu-img create -f qcow2 -o compat=0.10 v.qcow2 1M",
                      "qemu-img snapshot -c s1 v.qcow2")
+# qcow2 o of 100k, its partial last cluster allocated (0x08 from 64k)
+QCOW2_ODD = ("qemu-img create -f qcow2 o.qcow2 100k",
+             "qemu-io -f qcow2 -c 'write -P 8 64k 36k' o.qcow2")
+# a 2 MiB raw file of 0x07 under a qcow2 p of 100k (4k of 0x01 at 0): what
+# p grows by must read as zeroes, not as g's data
+G_RAW = ("qemu-img create -f raw g.raw 2M",
+         "qemu-io -f raw -c 'write -P 7 0 2M' g.raw")
+QCOW2_ODD_OVER_RAW = G_RAW + (
+    "qemu-img create -f qcow2 -b g.raw -F raw p.qcow2 100k",
+    "qemu-io -f qcow2 -c 'write -P 1 0 4k' p.qcow2")
+# the same with compat=0.10, which has no zero clusters
+QCOW2_V2_OVER_RAW = G_RAW + (
+    "qemu-img create -f qcow2 -o compat=0.10 -b g.raw -F raw p.qcow2 128k",)
+# 1-bit refcounts and 4k clusters: the refcount structures grow soon
+QCOW2_REFCOUNT_BITS = (
+    "qemu-img create -f qcow2 -o refcount_bits=1,cluster_size=4k r.qcow2 1M",
+    "qemu-io -f qcow2 -c 'write -P 9 0 100k' r.qcow2")
 NONE = ()
 
 
@@ -123,7 +140,6 @@ CORRUPT = ("qemu-img create -f qcow2 k.qcow2 1M",
 # Entries of DIVERGENCES.rst
 SECTOR_STATUS = "sector-granular-block-status"
 NO_PERMISSIONS = "no-permissions"
-QCOW2_PREALLOC = "qcow2-resize-preallocation"
 
 CASES = [
     # --- the program --------------------------------------------------------
@@ -180,6 +196,14 @@ CASES = [
             "create -q -f qcow2 -o compat=0.10 x.qcow2 10M"),
     ImgCase("create_qcow2_quiet_prealloc", NONE,
             "create -q -f qcow2 -o preallocation=metadata x.qcow2 2M"),
+    ImgCase("create_qcow2_prealloc_falloc", NONE,
+            "create -f qcow2 -o preallocation=falloc x.qcow2 1000k"),
+    ImgCase("create_qcow2_prealloc_full", NONE,
+            "create -f qcow2 -o preallocation=full,cluster_size=4k x.qcow2 "
+            "3M"),
+    ImgCase("create_qcow2_prealloc_metadata_small_clusters", NONE,
+            "create -f qcow2 -o preallocation=metadata,cluster_size=512 "
+            "x.qcow2 1M"),
     ImgCase("create_qcow2_quiet_backing", QCOW2,
             "create -q -f qcow2 -b b.qcow2 -F qcow2 z.qcow2"),
     ImgCase("create_qcow2_backing", QCOW2,
@@ -403,14 +427,29 @@ CASES = [
     ImgCase("resize_qcow2_prealloc_off", QCOW2,
             "resize --preallocation=off b.qcow2 +64k"),
     ImgCase("resize_qcow2_prealloc_metadata", QCOW2,
-            "resize --preallocation=metadata b.qcow2 +64k",
-            diverges=QCOW2_PREALLOC),
+            "resize --preallocation=metadata b.qcow2 +64k"),
     ImgCase("resize_qcow2_prealloc_falloc", QCOW2,
-            "resize --preallocation=falloc b.qcow2 +64k",
-            diverges=QCOW2_PREALLOC),
+            "resize --preallocation=falloc b.qcow2 +64k"),
     ImgCase("resize_qcow2_prealloc_full", QCOW2,
-            "resize --preallocation=full b.qcow2 +64k",
-            diverges=QCOW2_PREALLOC),
+            "resize --preallocation=full b.qcow2 +64k"),
+    ImgCase("resize_qcow2_prealloc_metadata_large", QCOW2,
+            "resize --preallocation=metadata b.qcow2 1G"),
+    ImgCase("resize_qcow2_prealloc_falloc_odd", QCOW2_ODD,
+            "resize --preallocation=falloc o.qcow2 +1000k"),
+    ImgCase("resize_qcow2_prealloc_full_odd", QCOW2_ODD,
+            "resize --preallocation=full o.qcow2 +1000k"),
+    ImgCase("resize_qcow2_prealloc_metadata_odd", QCOW2_ODD,
+            "resize --preallocation=metadata o.qcow2 +1000k"),
+    ImgCase("resize_qcow2_prealloc_falloc_overlay", QCOW2_ODD_OVER_RAW,
+            "resize --preallocation=falloc p.qcow2 +1M"),
+    ImgCase("resize_qcow2_prealloc_metadata_overlay", QCOW2_ODD_OVER_RAW,
+            "resize --preallocation=metadata p.qcow2 +1M"),
+    ImgCase("resize_qcow2_overlay_zeroes", QCOW2_ODD_OVER_RAW,
+            "resize p.qcow2 +1M"),
+    ImgCase("resize_qcow2_v2_overlay_zeroes", QCOW2_V2_OVER_RAW,
+            "resize p.qcow2 +1M"),
+    ImgCase("resize_qcow2_prealloc_full_refcount_bits", QCOW2_REFCOUNT_BITS,
+            "resize --preallocation=full r.qcow2 +3M"),
     ImgCase("resize_qcow2_prealloc_shrink", QCOW2,
             "resize --preallocation=full b.qcow2 -- -64k"),
     ImgCase("resize_qcow2_shrink_refused", QCOW2, "resize b.qcow2 32M"),
