@@ -81,3 +81,32 @@ def test_refcount_metadata_size():
     # room for the table to grow: half as many entries again
     assert qcow2_refcount_metadata_size(16, 65536, 4, True, count) == \
         2 * 65536
+
+
+@pytest.mark.parametrize("event", ["refblock_alloc_write_table",
+                                   "refblock_alloc_switch_table",
+                                   "l2_update", "refblock_update_part"])
+@pytest.mark.parametrize("prealloc", ["metadata", "falloc"])
+def test_failing_preallocation_as_qemu(tmp_path, event, prealloc):
+    """An I/O error on the way leaves the image as QEMU's: the same
+    message, length and check results (a leak where QEMU leaks)."""
+    conf = tmp_path / "blkdebug.conf"
+    conf.write_text('[inject-error]\nevent = "%s"\nerrno = "5"\n'
+                    'once = "on"\n' % event)
+    path = tmp_path / "t.qcow2"
+    qemu_img_create(path, 100 * KiB)
+    qemu_io(path, "write -P 1 64k 36k")
+    theirs = twin(path)
+
+    p = qemu_io("blkdebug:%s:%s" % (conf, theirs),
+                "truncate -m %s 1M" % prealloc, check=False)
+    their_msg = p.stderr.strip().removeprefix("qemu-io: ") or None
+    ret, msg = port_truncate("blkdebug:%s:%s" % (conf, path), MiB, prealloc)
+    assert msg == their_msg
+    assert (ret == 0) == (their_msg is None)
+
+    def check(image):
+        return qemu_img("check", "--output=json", str(image),
+                        check=False).stdout.replace(str(theirs), str(path))
+    assert check(path) == check(theirs)
+    assert image_map(path) == image_map(theirs)
