@@ -445,7 +445,6 @@ def print_block_option_help(filename: Optional[str], fmt: str) -> int:
 # --image-opts: the image is described by options, the first of which may
 # be the file name (QEMU's qemu_source_opts)
 qemu_source_opts = QemuOptsList("source", [], implied_opt_name="file")
-qemu_source_opts.merge_lists = True
 
 
 def _force_share_check(name: str, flags: int) -> bool:
