@@ -207,19 +207,6 @@ def qcow2_get_refcount(bs: BlockDriverState, cluster_index: int,
     return 0
 
 
-def next_refcount_table_size(s: BDRVQcow2State, min_size: int) -> int:
-    """Round the refcount table size up so that it does not grow for each
-    new refcount block."""
-    min_clusters = (min_size >> (s.cluster_bits - 3)) + 1
-    refcount_table_clusters = max(1, s.refcount_table_size
-                                  >> (s.cluster_bits - 3))
-
-    while min_clusters > refcount_table_clusters:
-        refcount_table_clusters = (refcount_table_clusters * 3 + 1) // 2
-
-    return refcount_table_clusters << (s.cluster_bits - 3)
-
-
 def in_same_refcount_block(s: BDRVQcow2State, offset_a: int,
                            offset_b: int) -> bool:
     block_a = offset_a >> (s.cluster_bits + s.refcount_block_bits)
@@ -343,73 +330,12 @@ def alloc_refcount_block(bs: BlockDriverState, cluster_index: int,
     blocks_used = -(-max(cluster_index + 1, (new_block >> s.cluster_bits) + 1)
                     // s.refcount_block_size)
 
-    if blocks_used > QCOW_MAX_REFTABLE_SIZE // 8:
-        return -errno.EFBIG
-
-    # And now we need at least one block more for the new metadata
-    table_size = next_refcount_table_size(s, blocks_used + 1)
-    while True:
-        table_clusters = size_to_clusters(s, table_size * 8)
-        blocks_clusters = 1 + ((table_clusters + s.refcount_block_size - 1)
-                               // s.refcount_block_size)
-        meta_clusters = table_clusters + blocks_clusters
-
-        last_table_size = table_size
-        table_size = next_refcount_table_size(
-            s, blocks_used + ((meta_clusters + s.refcount_block_size - 1)
-                              // s.refcount_block_size))
-        if last_table_size == table_size:
-            break
-
     # Create the new refcount table and blocks
     meta_offset = (blocks_used * s.refcount_block_size) * s.cluster_size
-    table_offset = meta_offset + blocks_clusters * s.cluster_size
-    assert table_size > 0 and blocks_clusters > 0
-
-    new_table = Qcow2MetadataTable(s.refcount_table)
-    new_table.extend([0] * (table_size - s.refcount_table_size))
-    new_table[refcount_table_index] = new_block
-    for i in range(blocks_clusters):
-        new_table[blocks_used + i] = meta_offset + (i * s.cluster_size)
-
-    # Fill the refcount blocks
-    new_blocks = bytearray(blocks_clusters * s.cluster_size)
-    table_clusters = size_to_clusters(s, table_size * 8)
-    for i in range(table_clusters + blocks_clusters):
-        s.set_refcount(new_blocks, i, 1)
-
-    BLKDBG_EVENT(bs.file, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS)
-    ret = io.bdrv_pwrite_sync(bs.file.bs, meta_offset, new_blocks,
-                              blocks_clusters * s.cluster_size)
+    ret = qcow2_refcount_area(bs, meta_offset, 0, False,
+                              refcount_table_index, new_block)
     if ret < 0:
         return ret
-
-    BLKDBG_EVENT(bs.file, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE)
-    ret = io.bdrv_pwrite_sync(bs.file.bs, table_offset,
-                              struct.pack(">%dQ" % table_size, *new_table),
-                              table_size * 8)
-    if ret < 0:
-        return ret
-
-    # Hook up the new refcount table in the qcow2 header
-    data = struct.pack(">QI", table_offset, table_clusters)
-    BLKDBG_EVENT(bs.file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE)
-    ret = io.bdrv_pwrite_sync(bs.file.bs,
-                              QCOW_HEADER_OFFSETOF["refcount_table_offset"],
-                              data, len(data))
-    if ret < 0:
-        return ret
-
-    # And switch it in memory
-    old_table_offset = s.refcount_table_offset
-    old_table_size = s.refcount_table_size
-
-    s.refcount_table = new_table
-    s.refcount_table_size = table_size
-    s.refcount_table_offset = table_offset
-
-    qcow2_free_clusters(bs, old_table_offset, old_table_size * 8,
-                        QCOW2_DISCARD_OTHER)
 
     ret = load_refcount_block(bs, new_block, refcount_block)
     if ret < 0:
