@@ -79,6 +79,8 @@ QCOW2_CHAIN = QCOW2_BASE + qcow2("-b b.qcow2 -F qcow2", name="m.qcow2") + (
 QCOW2_COMPRESSED = RAW_BASE + ("qemu-img convert -c -f raw -O qcow2 b.raw t.qcow2",)
 # Data of its own over the backing file's, in and past the first 100k.
 QCOW2_SHRINK_OVER_RAW = QCOW2_OVER_RAW + (qio("t.qcow2", "qcow2", "write -P 1 0 4k", "write -P 2 128k 8k"),)
+# 100k: the last cluster is partial, and holds data.
+QCOW2_PARTIAL_END = qcow2(size="100k") + (qio("t.qcow2", "qcow2", "write -P 1 0 4k", "write -P 2 64k 36k"),)
 # 512-byte clusters: an L2 table maps 32k, a refblock counts 128k of the file.
 QCOW2_SMALL_CLUSTERS = qcow2("-o cluster_size=512", size="4M") + (
     qio("t.qcow2", "qcow2", "write -P 7 0 3M", "write -P 8 3584k 64k"),)
@@ -646,6 +648,18 @@ CASES += [
          ["truncate 64k", "truncate 2M", "length"]),
     Case("qcow2_truncate_over_backing", QCOW2_OVER_RAW, Q,
          ["truncate 2M", "length", "read -P 0 1M 1M", "read -P 0xa5 128k 64k", "map"]),
+    *[Case(f"qcow2_truncate_prealloc_{m}", QCOW2_PARTIAL_END, Q,
+           [f"truncate -m {m} 1M", "read -P 1 0 4k", "read -P 2 64k 36k", "read -P 0 100k 924k", "map", "length"])
+      for m in ("metadata", "falloc", "full")],
+    *[Case(f"qcow2_truncate_prealloc_{m}_{event}",
+           conf(rule("inject-error", event=event, errno="5", once="on"), QCOW2_PARTIAL_END),
+           "-f qcow2 blkdebug:bd.conf:t.qcow2", [f"truncate -m {m} 1M", "length", "map"])
+      for m in ("metadata", "falloc")
+      for event in ("refblock_alloc_write_table", "refblock_alloc_switch_table", "l2_update",
+                    "refblock_update_part")],
+    Case("qcow2_truncate_compat_010_over_longer_backing",
+         RAW_BASE + qcow2("-o compat=0.10 -b b.raw -F raw", size="128k"), Q,
+         ["truncate 1M", "length", "read -P 0xa5 128k 64k", "map"]),
     Case("qcow2_copy_on_read", QCOW2_OVER_RAW, "-C " + Q,
          ["read -P 0x5a 0 4k", "read -P 0 64k 8k", "read -P 0xa5 130k 1k", "map", "alloc 0 1M"]),
     Case("qcow2_copy_on_read_chain", QCOW2_CHAIN, "-C " + Q,
