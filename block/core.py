@@ -186,10 +186,34 @@ def bdrv_get_full_backing_filename_from_filename(backed: str, backing: str,
     return path_combine(backed, backing)
 
 
+def bdrv_dirname(bs: BlockDriverState, errp: Errp) -> Optional[str]:
+    """The directory (with a trailing slash, or empty) that relative names
+    met in bs are taken from: its primary child's, down to the node that
+    has a plain filename of its own (7.2's bdrv_dirname)."""
+    if not bs.drv:
+        error_setg(errp, "Node '%s' is ejected", bs.node_name)
+        return None
+    if bs.file:
+        return bdrv_dirname(bs.file.bs, errp)
+    bdrv_refresh_filename(bs)
+    if bs.exact_filename:
+        return path_combine(bs.exact_filename, '')
+    error_setg(errp, "Cannot generate a base directory for %s nodes",
+               bs.drv.format_name)
+    return None
+
+
 def bdrv_get_full_backing_filename(bs: BlockDriverState, errp: Errp) -> str:
-    backed = bs.exact_filename or bs.filename
-    return bdrv_get_full_backing_filename_from_filename(backed,
-                                                        bs.backing_file, errp)
+    """bs.backing_file made absolute against bs's directory, as 7.2's
+    bdrv_make_absolute_filename; '' when there is none or on error."""
+    backing = bs.backing_file
+    if backing == '' or path_has_protocol(backing) or \
+            path_is_absolute(backing):
+        return backing
+    directory = bdrv_dirname(bs, errp)
+    if directory is None:
+        return ''
+    return directory + backing
 
 
 def bdrv_new_root() -> BlockDriverState:

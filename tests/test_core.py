@@ -870,6 +870,23 @@ def test_backing_file_opened(img, tmp_path, backed_format):
     assert base.refcnt == 0
 
 
+@pytest.mark.parametrize('form', ['filename', 'options'])
+def test_backing_file_relative_through_blkdebug(img, tmp_path, backed_format,
+                                                form):
+    """A relative backing file name is taken from the directory of the
+    file under the filter (7.2's bdrv_dirname goes down to it)."""
+    top = str(tmp_path / 'top.img')
+    write_backed(top, 'test.raw')
+    if form == 'filename':
+        bs = open_ok('blkdebug::' + top, {'driver': 'backed-test'})
+    else:
+        bs = open_ok(None, {'driver': 'backed-test', 'file.driver': 'blkdebug',
+                            'file.image.filename': top})
+    assert core.backing_bs(bs).filename == img
+    assert core.bdrv_dirname(bs, None) == str(tmp_path) + '/'
+    core.bdrv_unref(bs)
+
+
 def test_backing_options(img, tmp_path, backed_format, capfd):
     top = str(tmp_path / 'top.img')
     write_backed(top, img)

@@ -660,6 +660,16 @@ CASES += [
     Case("qcow2_truncate_compat_010_over_longer_backing",
          RAW_BASE + qcow2("-o compat=0.10 -b b.raw -F raw", size="128k"), Q,
          ["truncate 1M", "length", "read -P 0xa5 128k 64k", "map"]),
+    # A relative backing file name is taken from the directory of the file
+    # under blkdebug (7.2's bdrv_dirname goes down the primary children).
+    *[Case(f"qcow2_backing_through_blkdebug_{n}", QCOW2_OVER_RAW + (("file", "bd.conf", ""),), opts,
+           ["read -P 0x5a 0 4k", "read -P 0xa5 128k 4k", "map", "info"])
+      for n, opts in (("json", "'json:{\"driver\": \"qcow2\", \"file\": {\"driver\": \"blkdebug\", "
+                               "\"config\": \"bd.conf\", \"image\": {\"driver\": \"file\", "
+                               "\"filename\": \"t.qcow2\"}}}'"),
+                      ("filename", "-f qcow2 blkdebug:bd.conf:t.qcow2"),
+                      ("no_config", "-f qcow2 blkdebug::t.qcow2"),
+                      ("image_opts", "--image-opts driver=qcow2,file.driver=blkdebug,file.image.filename=t.qcow2"))],
     Case("qcow2_copy_on_read", QCOW2_OVER_RAW, "-C " + Q,
          ["read -P 0x5a 0 4k", "read -P 0 64k 8k", "read -P 0xa5 130k 1k", "map", "alloc 0 1M"]),
     Case("qcow2_copy_on_read_chain", QCOW2_CHAIN, "-C " + Q,
