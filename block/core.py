@@ -1561,7 +1561,8 @@ def bdrv_get_allocated_file_size(bs: BlockDriverState) -> int:
         return -errno.ENOMEDIUM
     if drv.bdrv_get_allocated_file_size:
         return drv.bdrv_get_allocated_file_size(bs)
-    if bs.file:
+    # a protocol driver's data need not lie in its children (7.2)
+    if bs.file and not drv.bdrv_file_open:
         return bdrv_get_allocated_file_size(bs.file.bs)
     return -errno.ENOTSUP
 

@@ -459,6 +459,15 @@ def test_allocated_file_size(tmp_path):
     core.bdrv_unref(bs)
 
 
+def test_allocated_file_size_unknown_under_a_protocol_driver(img):
+    """blkdebug's data need not be its image's, so 7.2 does not say (and
+    qemu-img info prints "disk size: unavailable")."""
+    bs = open_ok('blkdebug::' + img, {'driver': 'raw'})
+    assert core.bdrv_get_allocated_file_size(bs) == -errno.ENOTSUP
+    assert core.bdrv_get_allocated_file_size(bs.file.bs.file.bs) > 0
+    core.bdrv_unref(bs)
+
+
 def test_info_and_flags(img):
     bs = open_ok(img, {'driver': 'raw', 'discard': 'unmap'})
     bdi = BlockDriverInfo()
