@@ -74,6 +74,8 @@ def notifier_with_return_list_notify(lst: NotifierWithReturnList,
                                      data: Any) -> int:
     """Run the notifiers until one returns non-zero; return that value."""
     ret = 0
+    if not lst.notifiers:
+        return ret      # every write asks; copying an empty list costs
     for notifier in list(lst.notifiers):
         ret = notifier.notify(notifier, data)
         if ret != 0:
