@@ -498,6 +498,36 @@ _DETECT_ZEROES = {'off': BLOCKDEV_DETECT_ZEROES_OPTIONS_OFF,
                   'unmap': BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP}
 
 
+def _parse_discard_option(discard: Optional[str], flags: int,
+                          errp: Errp) -> Optional[int]:
+    """flags with the discard mode applied (unchanged without one); None
+    for a bad mode."""
+    if discard is None:
+        return flags
+    pflags = [flags]
+    if bdrv_parse_discard_flags(discard, pflags) != 0:
+        error_setg(errp, 'Invalid discard option')
+        return None
+    return pflags[0]
+
+
+def bdrv_parse_detect_zeroes(value: Optional[str], flags: int,
+                             errp: Errp) -> Optional[int]:
+    """The detect-zeroes mode of an option value (off without one), None if
+    the value is bad or asks for unmap where flags do not discard."""
+    if value is None:
+        return BLOCKDEV_DETECT_ZEROES_OPTIONS_OFF
+    if value not in _DETECT_ZEROES:
+        error_setg(errp, 'invalid parameter value: %s', value)
+        return None
+    if _DETECT_ZEROES[value] == BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP and \
+            not flags & BDRV_O_UNMAP:
+        error_setg(errp, 'setting detect-zeroes to unmap is not allowed '
+                   'without setting discard operation to unmap')
+        return None
+    return _DETECT_ZEROES[value]
+
+
 def bdrv_open_common(bs: BlockDriverState, file: Optional[BdrvChild],
                      options: dict, drv: BlockDriver, errp: Errp) -> int:
     """Open bs with drv: the part shared by formats and protocols.  Takes
@@ -526,25 +556,17 @@ def bdrv_open_common(bs: BlockDriverState, file: Optional[BdrvChild],
 
     bs.open_flags = update_flags_from_options(bs.open_flags, opts)
 
-    discard = qemu_opt_get(opts, BDRV_OPT_DISCARD)
-    if discard is not None:
-        pflags = [bs.open_flags]
-        if bdrv_parse_discard_flags(discard, pflags) != 0:
-            error_setg(errp, 'Invalid discard option')
-            return -errno.EINVAL
-        bs.open_flags = pflags[0]
+    flags = _parse_discard_option(qemu_opt_get(opts, BDRV_OPT_DISCARD),
+                                  bs.open_flags, errp)
+    if flags is None:
+        return -errno.EINVAL
+    bs.open_flags = flags
 
-    detect_zeroes = qemu_opt_get(opts, BDRV_OPT_DETECT_ZEROES)
-    if detect_zeroes is not None:
-        if detect_zeroes not in _DETECT_ZEROES:
-            error_setg(errp, 'invalid parameter value: %s', detect_zeroes)
-            return -errno.EINVAL
-        bs.detect_zeroes = _DETECT_ZEROES[detect_zeroes]
-        if bs.detect_zeroes == BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP and \
-                not bs.open_flags & BDRV_O_UNMAP:
-            error_setg(errp, 'setting detect-zeroes to unmap is not allowed '
-                       'without setting discard operation to unmap')
-            return -errno.EINVAL
+    detect_zeroes = bdrv_parse_detect_zeroes(
+        qemu_opt_get(opts, BDRV_OPT_DETECT_ZEROES), bs.open_flags, errp)
+    if detect_zeroes is None:
+        return -errno.EINVAL
+    bs.detect_zeroes = detect_zeroes
 
     node_name = qemu_opt_get(opts, 'node-name')
     bdrv_assign_node_name(bs, node_name, local_err)
@@ -1204,13 +1226,17 @@ def bdrv_open(pbs: list, filename: Optional[str], reference: Optional[str],
 
 class BDRVReopenState:
     """The staged state of one node during a reopen (block.h)."""
-    __slots__ = ('bs', 'flags', 'options', 'opaque')
+    __slots__ = ('bs', 'flags', 'options', 'opaque', 'detect_zeroes',
+                 'runtime_options')
 
     def __init__(self, bs: BlockDriverState, flags: int, options: dict):
         self.bs = bs
         self.flags = flags
         self.options = options
         self.opaque: Any = None
+        self.detect_zeroes = bs.detect_zeroes
+        # discard and detect-zeroes as given, for bs.options at the commit
+        self.runtime_options: dict = {}
 
 
 class BlockReopenQueueEntry:
@@ -1290,6 +1316,29 @@ def bdrv_reopen_prepare(reopen_state: BDRVReopenState, queue: list,
     assert reopen_state is not None
     assert reopen_state.bs.drv is not None
     drv = reopen_state.bs.drv
+    options = reopen_state.options
+
+    # 7.2 takes the options every node has first: auto-read-only is only
+    # checked (this port has no auto-read-only), discard and detect-zeroes
+    # change
+    value = options.pop('auto-read-only', None)
+    if value is not None and \
+            parse_option_bool('auto-read-only', value, errp) is None:
+        return -errno.EINVAL
+    for key in (BDRV_OPT_DISCARD, BDRV_OPT_DETECT_ZEROES):
+        if key in options:
+            reopen_state.runtime_options[key] = options.pop(key)
+    flags = _parse_discard_option(
+        reopen_state.runtime_options.get(BDRV_OPT_DISCARD),
+        reopen_state.flags, errp)
+    if flags is None:
+        return -errno.EINVAL
+    reopen_state.flags = flags
+    detect_zeroes = bdrv_parse_detect_zeroes(
+        reopen_state.runtime_options.get(BDRV_OPT_DETECT_ZEROES), flags, errp)
+    if detect_zeroes is None:
+        return -errno.EINVAL
+    reopen_state.detect_zeroes = detect_zeroes
 
     # a node opened read-only may not become writable
     if not reopen_state.bs.open_flags & BDRV_O_ALLOW_RDWR and \
@@ -1326,8 +1375,9 @@ def bdrv_reopen_prepare(reopen_state: BDRVReopenState, queue: list,
         return -1
 
     # options not taken by the driver may only stay as they were; some are
-    # used by the first open only (filename, for instance)
-    old_options = reopen_state.bs.options or {}
+    # used by the first open only (filename, for instance).  The driver is
+    # among 7.2's options of a node.
+    old_options = dict(reopen_state.bs.options or {}, driver=drv.format_name)
     for key, new in reopen_state.options.items():
         if key not in old_options or old_options[key] != new:
             error_setg(errp, "Cannot change the option '%s'", key)
@@ -1348,8 +1398,10 @@ def bdrv_reopen_commit(reopen_state: BDRVReopenState) -> None:
 
     bs.open_flags = reopen_state.flags
     bs.read_only = not reopen_state.flags & BDRV_O_RDWR
+    bs.detect_zeroes = reopen_state.detect_zeroes
     # the options describe the node as it is now
     if bs.options is not None:
+        bs.options.update(reopen_state.runtime_options)
         bs.options[BDRV_OPT_CACHE_DIRECT] = bool(bs.open_flags &
                                                  BDRV_O_NOCACHE)
         bs.options[BDRV_OPT_CACHE_NO_FLUSH] = bool(bs.open_flags &

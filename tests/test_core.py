@@ -582,6 +582,39 @@ def test_reopen_unchangeable_option(img):
     core.bdrv_unref(bs)
 
 
+def reopen_with(bs, options):
+    """(ret, error message) of reopening bs with options."""
+    queue = core.bdrv_reopen_queue(None, bs, dict(options), bs.open_flags)
+    errp = [None]
+    ret = core.bdrv_reopen_multiple(queue, errp)
+    return ret, errp[0].msg if errp[0] else None
+
+
+def test_reopen_discard_and_detect_zeroes(img):
+    """They change, and stay for the next reopen; the driver may be given
+    as it is."""
+    bs = open_ok(img, {'driver': 'raw', 'discard': 'ignore'})
+    assert reopen_with(bs, {'detect-zeroes': 'unmap'}) == (
+        -1, 'setting detect-zeroes to unmap is not allowed without '
+        'setting discard operation to unmap')
+    assert reopen_with(bs, {'discard': 'unmap', 'detect-zeroes': 'unmap',
+                            'driver': 'raw'}) == (0, None)
+    assert bs.open_flags & BDRV_O_UNMAP
+    assert bs.detect_zeroes == BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP
+    assert reopen_with(bs, {}) == (0, None)
+    assert bs.detect_zeroes == BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP
+    assert reopen_with(bs, {'discard': 'off'})[1].startswith(
+        'setting detect-zeroes to unmap')
+    assert reopen_with(bs, {'discard': 'x'}) == (-1,
+                                                 'Invalid discard option')
+    assert reopen_with(bs, {'driver': 'qcow2'}) == (
+        -1, "Cannot change the option 'driver'")
+    assert reopen_with(bs, {'auto-read-only': 'x'}) == (
+        -1, "Parameter 'auto-read-only' expects 'on' or 'off'")
+    assert bs.open_flags & BDRV_O_UNMAP
+    core.bdrv_unref(bs)
+
+
 # --- dirty bitmaps, notifiers -----------------------------------------------
 
 def test_dirty_bitmap_marked_by_writes(img):

@@ -12,6 +12,8 @@ RAW = ("qemu-img create -f raw t.raw 1M",)
 # Data, a hole and data again, so that map, alloc and reads see all kinds.
 RAW_DATA = RAW + ("qemu-io -f raw -c 'write -P 0x5a 0 64k'"
                   " -c 'write -P 0xa5 128k 64k' t.raw",)
+# Data all over: discard and zero detection leave holes where they work.
+RAW_FULL = RAW + ("qemu-io -f raw -c 'write -P 1 0 1M' t.raw",)
 RAW_128M = ("qemu-img create -f raw t.raw 128M",)
 NONE = ()
 
@@ -799,6 +801,39 @@ CASES += [
     Case("reopen_read_only_child", RAW, R,
          ["reopen -o file.read-only=on", "write -P 8 0 1", "reopen -r", "reopen -o file.read-only=on",
           "reopen -o read-only=off", "reopen -o file.read-only=off", "write -P 9 1 1"], drop=READ_ONLY_NODE),
+    # 7.2's bdrv_reopen_prepare takes discard and detect-zeroes (the node
+    # keeps them for later reopens), checks auto-read-only, and lets the
+    # driver stay as it is
+    Case("reopen_driver_unchanged", RAW, R,
+         ["reopen -o driver=raw", "reopen -o file.driver=file", "reopen -o driver=qcow2",
+          "reopen -o file.driver=null-co", "reopen -o driver=raw,file.driver=file", "write -P 3 0 1", "info"]),
+    Case("reopen_driver_unchanged_qcow2", QCOW2_DATA, Q,
+         ["reopen -o driver=qcow2,file.driver=file", "reopen -o driver=raw", "reopen -o file.driver=raw",
+          "read -P 0x5a 0 4k"]),
+    Case("reopen_discard", RAW_FULL, R,
+         ["reopen -o discard=ignore", "discard 0 64k", "reopen", "discard 64k 64k", "reopen -o discard=unmap",
+          "discard 128k 64k", "reopen -o discard=bogus", "discard 192k 64k", "map"]),
+    Case("reopen_discard_from_ignore", RAW_FULL, "-d ignore " + R,
+         ["discard 0 64k", "reopen -o discard=on", "discard 64k 64k", "reopen -r", "reopen -w", "discard 128k 64k",
+          "reopen -o discard=off", "discard 192k 64k", "map"]),
+    Case("reopen_detect_zeroes", RAW_FULL, R,
+         ["reopen -o detect-zeroes=on", "write -P 0 0 64k", "reopen -r", "reopen -w", "write -P 0 64k 64k",
+          "reopen -o detect-zeroes=off", "write -P 0 128k 64k", "reopen -o detect-zeroes=bogus",
+          "reopen -o detect-zeroes=unmap", "write -P 0 192k 64k", "reopen -o discard=ignore",
+          "reopen -o detect-zeroes=unmap,discard=ignore", "write -P 0 256k 64k", "map"]),
+    Case("reopen_detect_zeroes_unmap_not_discarding", RAW_FULL, "-d ignore " + R,
+         ["reopen -o detect-zeroes=unmap", "reopen -o detect-zeroes=unmap,discard=unmap", "write -P 0 0 64k",
+          "map"]),
+    Case("reopen_detect_zeroes_image_opts", RAW_FULL, "--image-opts driver=raw,file.filename=t.raw,detect-zeroes=on",
+         ["write -P 0 0 64k", "reopen", "write -P 0 64k 64k", "reopen -o detect-zeroes=off", "write -P 0 128k 64k",
+          "map"]),
+    Case("reopen_child_discard_detect_zeroes", RAW_FULL, R,
+         ["reopen -o file.detect-zeroes=on", "write -P 0 0 64k", "reopen -o file.discard=ignore", "discard 64k 64k",
+          "reopen -o file.detect-zeroes=bogus", "map"]),
+    Case("reopen_auto_read_only", RAW, R,
+         ["reopen -o auto-read-only=on", "reopen -o auto-read-only=off", "reopen -o auto-read-only=x",
+          "reopen -o file.auto-read-only=on", "reopen -o auto-read-only=x,driver=qcow2",
+          "reopen -o auto-read-only=on,driver=qcow2", "reopen -o discard=x,auto-read-only=x", "write -P 1 0 1"]),
     Case("force_share_reopen_same_value", RAW, "-U -r " + R,
          ["reopen -o force-share=on,file.force-share=on", "reopen -o force-share=off", "reopen -o force-share=yes",
           "reopen -o file.force-share=on", "close", "open -r -o driver=raw,file.force-share=on t.raw",
