@@ -928,14 +928,17 @@ def bdrv_co_do_write_zeroes(bs: BlockDriverState, sector_num: int,
     while nb_sectors > 0 and not ret:
         num = nb_sectors
 
-        # Align the request: drivers may expect its bulk to be aligned.
+        # Align the request: drivers may expect its bulk to be aligned, and
+        # (QEMU 2.7; the seed split only requests longer than the alignment)
+        # an unaligned head not to cross an alignment boundary, so that
+        # qcow2 can make a zero cluster of the part in one cluster even if
+        # the other cluster must be written.
         wz_align = bs.bl.write_zeroes_alignment
-        if wz_align and num > wz_align:
+        if wz_align:
             if sector_num % wz_align != 0:
                 # a short request up to the first aligned sector
-                num = wz_align
-                num -= sector_num % wz_align
-            elif (sector_num + num) % wz_align != 0:
+                num = min(num, wz_align - sector_num % wz_align)
+            elif num > wz_align and (sector_num + num) % wz_align != 0:
                 # cut at the last aligned sector (num > wz_align, so > 0)
                 num -= (sector_num + num) % wz_align
 

@@ -749,6 +749,19 @@ def test_bdrv_co_do_write_zeroes_split(ctx):
         ("write_zeroes", 40, 3, BDRV_REQ_ZERO_WRITE)]
 
 
+def test_bdrv_co_do_write_zeroes_split_crossing_head(ctx):
+    """A request shorter than the alignment that crosses an alignment
+    boundary is split there (QEMU 2.7; the seed left it whole)."""
+    bs = new_bs(ctx, new_drv(ZeroDriver))
+    bs.bl.write_zeroes_alignment = 8
+    assert io.bdrv_write_zeroes(bs, 6, 4, 0) == 0
+    assert io.bdrv_write_zeroes(bs, 16, 4, 0) == 0
+    assert bs.opaque.log == [
+        ("write_zeroes", 6, 2, BDRV_REQ_ZERO_WRITE),
+        ("write_zeroes", 8, 2, BDRV_REQ_ZERO_WRITE),
+        ("write_zeroes", 16, 4, BDRV_REQ_ZERO_WRITE)]
+
+
 def test_bdrv_co_do_write_zeroes_bounce(ctx):
     """Without efficient write zeroes: zeroed bounce buffers, split by
     max_transfer_length."""

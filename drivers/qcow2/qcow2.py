@@ -1738,9 +1738,9 @@ def qcow2_co_write_zeroes(bs: BlockDriverState, sector_num: int,
     becomes a zero cluster if the rest of it reads as zeroes already, as
     in QEMU 2.7; otherwise the block layer writes zeroes (-ENOTSUP).
 
-    2.7's block layer sends the unaligned head and tail of every request
-    apart; the seed's only splits requests longer than a cluster, so a
-    request here may cover parts of two clusters: both are checked."""
+    The block layer sends the unaligned head of a request apart (as 2.7's
+    does), but a request may still end in a partial cluster after whole
+    ones: the partial clusters at both ends are checked."""
     s = bs.opaque
     cs = s.cluster_sectors
 
