@@ -126,7 +126,8 @@ class RawPosixAIOData:
         self.aio_offset = offset
         self.aio_nbytes = nbytes
         self.aio_type = aio_type
-        self.aio_iov = qiov.iov[:qiov.niov] if qiov else None
+        # the vector's own list (exactly niov entries), as C shares the array
+        self.aio_iov = qiov.iov if qiov else None
         self.aio_niov = qiov.niov if qiov else 0
 
 

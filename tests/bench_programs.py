@@ -38,9 +38,9 @@ CONFIGS = [
     ("raw file 4 KiB reads, depth 1", 50000, 100, "-f raw -d 1 r.raw", None),
     ("raw file 4 KiB reads, depth 16", 50000, 100, "-f raw -d 16 r.raw",
      None),
-    ("raw file 1 MiB seq. writes, depth 4", 1000, 10,
+    ("raw file 1 MiB seq. writes, depth 4", 3000, 10,
      "-w -f raw -d 4 -s 1M -S 1M r.raw", None),
-    ("raw file 1 MiB seq. reads, depth 4", 1000, 10,
+    ("raw file 1 MiB seq. reads, depth 4", 3000, 10,
      "-f raw -d 4 -s 1M -S 1M r.raw", None),
     # every request writes to a new cluster (64 KiB apart) of an empty image
     ("qcow2 4 KiB allocating writes, depth 16", 5000, 50,
