@@ -12,8 +12,10 @@ with O_DIRECT and probes the alignment the file system wants.
 Where the installed QEMU (7.2) differs in what a user sees, this follows
 7.2: only regular files are accepted, aio=native without cache.direct=on is
 an error (with it, requests still use the thread pool), the option
-``locking`` (auto/on/off) is accepted (no locks are taken), and creation
-takes the option ``extent_size_hint``.  The file is opened with O_NONBLOCK,
+``locking`` (auto/on/off) is accepted (no locks are taken), so are
+``aio-max-batch``, ``drop-cache`` and ``x-check-cache-dropped`` (kept, not
+used; the last two may change at reopen), ``pr-manager`` names no manager,
+and creation takes the option ``extent_size_hint``.  The file is opened with O_NONBLOCK,
 cleared right after, so that opening a FIFO fails with the "regular file"
 error instead of blocking.
 """
@@ -40,9 +42,10 @@ from util.aio import aio_get_thread_pool
 from util.error import Errp, error_propagate, error_setg, error_setg_errno
 from util.iov import iov_memset, qemu_memalign
 from util.qemu_error import warn_report
-from util.qemu_option import (QEMU_OPT_BOOL, QEMU_OPT_SIZE, QEMU_OPT_STRING,
-                              QemuOptDesc, QemuOptsList, qemu_opt_get,
-                              qemu_opt_get_bool, qemu_opt_get_del,
+from util.qemu_option import (QEMU_OPT_BOOL, QEMU_OPT_NUMBER, QEMU_OPT_SIZE,
+                              QEMU_OPT_STRING, QemuOptDesc, QemuOptsList,
+                              qemu_opt_get, qemu_opt_get_bool,
+                              qemu_opt_get_del, qemu_opt_get_number,
                               qemu_opt_get_size_del, qemu_opts_absorb_qdict,
                               qemu_opts_create)
 from util.thread_pool import thread_pool_submit_aio, thread_pool_submit_co
@@ -92,7 +95,8 @@ _libc.fallocate.restype = ctypes.c_int
 class BDRVRawState:
     __slots__ = ('fd', 'type', 'open_flags', 'buf_align', 'has_discard',
                  'has_write_zeroes', 'discard_zeroes', 'has_fallocate',
-                 'needs_alignment')
+                 'needs_alignment', 'aio_max_batch', 'drop_cache',
+                 'check_cache_dropped')
 
     def __init__(self) -> None:
         self.fd = -1
@@ -104,14 +108,21 @@ class BDRVRawState:
         self.discard_zeroes = False
         self.has_fallocate = False
         self.needs_alignment = False
+        # 7.2's options for io_uring batches and live migration's page
+        # cache checks: kept, with nothing here that uses them
+        self.aio_max_batch = 0
+        self.drop_cache = True
+        self.check_cache_dropped = False
 
 
 class BDRVRawReopenState:
-    __slots__ = ('fd', 'open_flags')
+    __slots__ = ('fd', 'open_flags', 'drop_cache', 'check_cache_dropped')
 
     def __init__(self) -> None:
         self.fd = -1
         self.open_flags = 0
+        self.drop_cache = True
+        self.check_cache_dropped = False
 
 
 class RawPosixAIOData:
@@ -203,9 +214,26 @@ raw_runtime_opts = QemuOptsList('raw', [
     QemuOptDesc('filename', QEMU_OPT_STRING, 'File name of the image'),
     QemuOptDesc('aio', QEMU_OPT_STRING,
                 'host AIO implementation (threads, native)'),
+    QemuOptDesc('aio-max-batch', QEMU_OPT_NUMBER,
+                'AIO max batch size (0 = auto handled by AIO backend, '
+                'default: 0)'),
     QemuOptDesc('locking', QEMU_OPT_STRING,
                 'file locking mode (on/off/auto, default: auto)'),
+    QemuOptDesc('pr-manager', QEMU_OPT_STRING,
+                'id of persistent reservation manager object '
+                '(default: none)'),
+    QemuOptDesc('drop-cache', QEMU_OPT_BOOL,
+                'invalidate page cache during live migration (default: on)'),
+    QemuOptDesc('x-check-cache-dropped', QEMU_OPT_BOOL,
+                'check that page cache was dropped on live migration '
+                '(default: off)'),
 ])
+
+# what raw_reopen_prepare takes of the options (7.2 absorbs the whole list
+# and puts the rest back)
+reopen_runtime_opts = QemuOptsList('raw', [
+    desc for desc in raw_runtime_opts.desc
+    if desc.name in ('drop-cache', 'x-check-cache-dropped')])
 
 
 def raw_open_common(bs, options: dict, bdrv_flags: int, open_flags: int,
@@ -227,10 +255,20 @@ def raw_open_common(bs, options: dict, bdrv_flags: int, open_flags: int,
     if aio not in ('threads', 'native'):
         error_setg(errp, 'invalid parameter value: %s', aio)
         return -errno.EINVAL
+    s.aio_max_batch = qemu_opt_get_number(opts, 'aio-max-batch', 0)
     locking = qemu_opt_get(opts, 'locking')
     if locking is not None and locking not in ('auto', 'on', 'off'):
         error_setg(errp, 'invalid parameter value: %s', locking)
         return -errno.EINVAL
+    pr_manager = qemu_opt_get(opts, 'pr-manager')
+    if pr_manager is not None:
+        # no --object pr-manager-helper here: no id names one
+        error_setg(errp, "No persistent reservation manager with id '%s'",
+                   pr_manager)
+        return -errno.EINVAL
+    s.drop_cache = qemu_opt_get_bool(opts, 'drop-cache', True)
+    s.check_cache_dropped = qemu_opt_get_bool(opts, 'x-check-cache-dropped',
+                                              False)
 
     s.open_flags = raw_parse_flags(bdrv_flags, open_flags)
 
@@ -301,6 +339,18 @@ def raw_reopen_prepare(state, queue, errp: Errp) -> int:
     local_err = [None]
 
     state.opaque = raw_s = BDRVRawReopenState()
+
+    # the two options 7.2's raw_reopen_prepare lets change; the others
+    # stay in state.options for bdrv_reopen_prepare to compare
+    opts = qemu_opts_create(reopen_runtime_opts)
+    qemu_opts_absorb_qdict(opts, state.options, local_err)
+    if local_err[0]:
+        error_propagate(errp, local_err[0])
+        return -errno.EINVAL
+    raw_s.drop_cache = qemu_opt_get_bool(opts, 'drop-cache', True)
+    raw_s.check_cache_dropped = qemu_opt_get_bool(
+        opts, 'x-check-cache-dropped', False)
+
     raw_s.open_flags = raw_parse_flags(state.flags, 0)
     raw_s.fd = -1
     ret = 0
@@ -340,6 +390,8 @@ def raw_reopen_prepare(state, queue, errp: Errp) -> int:
 def raw_reopen_commit(state) -> None:
     raw_s = state.opaque
     s = state.bs.opaque
+    s.drop_cache = raw_s.drop_cache
+    s.check_cache_dropped = raw_s.check_cache_dropped
     s.open_flags = raw_s.open_flags
     s.needs_alignment = bool(state.flags & BDRV_O_NOCACHE)
     os.close(s.fd)

@@ -840,4 +840,18 @@ CASES += [
           "read -P 0 0 1"]),
     Case("force_share_reopen_image_opts", RAW, "-r --image-opts driver=raw,file.filename=t.raw,force-share=yes",
          ["reopen -o force-share=on", "reopen -o force-share=yes", "reopen -o file.force-share=yes", "reopen -w"]),
+    # the file driver's 7.2 options that the port keeps without using them
+    Case("file_opts_kept", RAW_DATA,
+         "--image-opts driver=raw,file.filename=t.raw,file.aio-max-batch=4,file.drop-cache=off,"
+         "file.x-check-cache-dropped=on", ["read -P 0x5a 0 4k"]),
+    Case("file_opts_bad_number", RAW, "--image-opts driver=raw,file.filename=t.raw,file.aio-max-batch=x",
+         ["length"]),
+    Case("file_opts_bad_bool", RAW, "--image-opts driver=raw,file.filename=t.raw,file.drop-cache=foo",
+         ["length"]),
+    Case("file_opts_pr_manager", RAW, "--image-opts driver=raw,file.filename=t.raw,file.pr-manager=pr0",
+         ["length"]),
+    Case("file_opts_pr_manager_empty", RAW, "--image-opts driver=file,filename=t.raw,pr-manager=", ["length"]),
+    Case("file_opts_reopen", RAW_DATA, "-f raw t.raw",
+         ["reopen -o file.x-check-cache-dropped=on", "reopen -o file.drop-cache=off", "reopen -o file.drop-cache=x",
+          "reopen -o file.aio-max-batch=3", "reopen -o x-check-cache-dropped=on", "read -P 0x5a 0 4k"]),
 ]
