@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 all: test
 
 $(STAMP): setup.cfg setup.py pyproject.toml util/iov_build.py util/iov_helper.c \
-		util/coroutine_c.c
+		util/coroutine_c.c util/thread_pool_c.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -1,5 +1,6 @@
 # Only hooks the C helpers in; metadata is in setup.cfg.  The iovec helper
-# is built by cffi, the coroutine switch helper against greenlet's C API.
+# is built by cffi, the coroutine switch helper against greenlet's C API,
+# the thread pool's read/write workers against the Python C API.
 import os
 
 import greenlet
@@ -10,5 +11,6 @@ setup(
     ext_modules=[
         Extension("util._coroutine_c", ["util/coroutine_c.c"],
                   include_dirs=[os.path.dirname(greenlet.__file__)]),
+        Extension("util._thread_pool_c", ["util/thread_pool_c.c"]),
     ],
 )

@@ -48,7 +48,8 @@ from util.qemu_option import (QEMU_OPT_BOOL, QEMU_OPT_NUMBER, QEMU_OPT_SIZE,
                               qemu_opt_get_del, qemu_opt_get_number,
                               qemu_opt_get_size_del, qemu_opts_absorb_qdict,
                               qemu_opts_create)
-from util.thread_pool import thread_pool_submit_aio, thread_pool_submit_co
+from util.thread_pool import (thread_pool_submit_aio, thread_pool_submit_co,
+                              thread_pool_submit_rw_co)
 
 # block/raw-aio.h
 QEMU_AIO_READ = 0x0001
@@ -619,6 +620,12 @@ def paio_submit_co(bs, fd: int, sector_num: int, qiov, nb_sectors: int,
     if qiov:
         assert qiov.size == acb.aio_nbytes
     pool = aio_get_thread_pool(core.bdrv_get_aio_context(bs))
+    if type in (QEMU_AIO_READ, QEMU_AIO_WRITE):
+        # (not QEMU_AIO_MISALIGNED): straight into the request's buffers
+        return thread_pool_submit_rw_co(pool, aio_worker, acb, fd,
+                                        acb.aio_iov, acb.aio_offset,
+                                        acb.aio_nbytes,
+                                        type == QEMU_AIO_WRITE)
     return thread_pool_submit_co(pool, aio_worker, acb)
 
 

@@ -9,15 +9,19 @@ long job; the jobs are released once the queued ones have been cancelled.
 """
 
 import errno
+import os
 import threading
 import time
+
+import pytest
 
 from block import io as block_io
 from util.aio import aio_context_new, aio_context_unref, aio_get_thread_pool, \
     aio_notify, aio_poll
 from util.coroutine import qemu_coroutine_create, qemu_coroutine_enter
-from util.thread_pool import (thread_pool_submit, thread_pool_submit_aio,
-                              thread_pool_submit_co)
+from util.thread_pool import (ThreadPoolC, thread_pool_cancel,
+                              thread_pool_submit, thread_pool_submit_aio,
+                              thread_pool_submit_co, thread_pool_submit_rw_co)
 
 ctx = None
 pool = None
@@ -291,4 +295,79 @@ def test_pool_size_follows_queue_depth() -> None:
     while in_flight[0]:
         aio_poll(own_ctx, True)
     assert own_pool.cur_threads <= 4
+    aio_context_unref(own_ctx)
+
+
+# Not in QEMU: the C workers of thread_pool_submit_rw_co (the file driver's
+# reads and writes).
+
+def _rw_pool():
+    own_ctx = aio_context_new()
+    return own_ctx, aio_get_thread_pool(own_ctx)
+
+
+def _run_rw(own_ctx, own_pool, *requests):
+    """Run thread_pool_submit_rw_co for each (fd, iov, offset, nbytes,
+    is_write) in its own coroutine; returns their results."""
+    results = [None] * len(requests)
+
+    def must_not_run(arg) -> int:
+        raise AssertionError("the C workers did not take the request")
+
+    def entry(i: int) -> None:
+        results[i] = thread_pool_submit_rw_co(own_pool, must_not_run, None,
+                                              *requests[i])
+
+    for i in range(len(requests)):
+        qemu_coroutine_enter(qemu_coroutine_create(entry), i)
+    return results
+
+
+@pytest.mark.skipif(ThreadPoolC is None, reason="C thread pool not built")
+def test_submit_rw_c_workers(tmp_path) -> None:
+    own_ctx, own_pool = _rw_pool()
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"\xaa" * 1000)
+    data = bytearray(b"\x11" * 4096 + b"\x22" * 4096)
+    readback = bytearray(b"\xff" * 8192)
+    tail = bytearray(b"\xff" * 4096)
+    results = _run_rw(own_ctx, own_pool,
+                      (fd, [memoryview(data)[:4096], memoryview(data)[4096:]],
+                       8192, 8192, True))
+    while None in results:
+        aio_poll(own_ctx, True)
+    assert results == [0]
+    results = _run_rw(own_ctx, own_pool,
+                      (fd, [memoryview(readback)], 8192, 8192, False),
+                      # past the end of the file: zeroes, as aio_worker
+                      (fd, [memoryview(tail)], 16000, 4096, False),
+                      (-1, [memoryview(tail)], 0, 4096, False))
+    while None in results:
+        aio_poll(own_ctx, True)
+    assert results == [0, 0, -errno.EBADF]
+    assert readback == data
+    assert tail[:384] == b"\x22" * 384 and tail[384:] == bytes(4096 - 384)
+    assert not own_pool.head
+    os.close(fd)
+    aio_context_unref(own_ctx)
+
+
+@pytest.mark.skipif(ThreadPoolC is None, reason="C thread pool not built")
+def test_submit_rw_cancel_queued() -> None:
+    """With one worker busy on a long read, a queued request is cancelled
+    (-ECANCELED) and the running one finishes."""
+    own_ctx, own_pool = _rw_pool()
+    own_pool.max_threads = 1
+    fd = os.open("/dev/zero", os.O_RDONLY)
+    big = bytearray(64 << 20)
+    small = bytearray(512)
+    results = _run_rw(own_ctx, own_pool,
+                      (fd, [memoryview(big)], 0, len(big), False),
+                      (fd, [memoryview(small)], 0, 512, False))
+    queued = list(own_pool.head)[1]
+    thread_pool_cancel(queued)
+    while None in results:
+        aio_poll(own_ctx, True)
+    assert results == [0, -errno.ECANCELED]
+    os.close(fd)
     aio_context_unref(own_ctx)

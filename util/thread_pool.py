@@ -15,17 +15,26 @@ leaving the request hanging.  A new worker is started when the idle ones
 are fewer than the queued requests (see thread_pool_submit_aio).  And in
 deterministic mode (util/deterministic.py) there are no workers: func runs
 when the request is submitted.
+
+Reads and writes of a file descriptor (thread_pool_submit_rw_co, for the
+file driver) go to C workers instead (util/thread_pool_c.c): a Python
+worker needs the GIL to take a request and to hand its result back, and
+waits for it whenever the event loop runs another completion.  The C
+workers never touch Python objects; their pool's eventfd is an fd handler
+of the context, which completes their requests as the bottom half does.
+PYQEMU_THREAD_POOL=python (read at import) keeps them in Python.
 """
 
 import errno
+import os
 import threading
 from collections import deque
 from typing import Any, Callable, Optional
 
 from util import deterministic
 from util.aio import (AIOCBInfo, AioContext, BlockAIOCB, BlockCompletionFunc,
-                      aio_bh_new, qemu_bh_cancel, qemu_bh_delete,
-                      qemu_bh_schedule, qemu_get_aio_context)
+                      aio_bh_new, aio_set_fd_handler, qemu_bh_cancel,
+                      qemu_bh_delete, qemu_bh_schedule, qemu_get_aio_context)
 from util.qemu_thread_posix import (QemuSemaphore, qemu_sem_init,
                                     qemu_sem_post, qemu_sem_timedwait)
 from util.coroutine import (coroutine_fn, qemu_coroutine_enter,
@@ -56,7 +65,9 @@ class ThreadPool:
         "head",
         # Protected by lock.
         "request_list", "done", "cur_threads", "idle_threads",
-        "new_threads", "pending_threads", "stopping")
+        "new_threads", "pending_threads", "stopping",
+        # The C workers for reads and writes, made on first use.
+        "c_pool")
 
     def __init__(self) -> None:
         self.ctx: Optional[AioContext] = None
@@ -68,6 +79,7 @@ class ThreadPool:
         self.completion_bh = None
         self.new_thread_bh = None
         self.head: dict = {}
+        self.c_pool = None
         self.request_list: deque = deque()
         self.done: deque = deque()
         self.cur_threads = 0
@@ -185,6 +197,11 @@ def thread_pool_cancel(acb: BlockAIOCB) -> None:
     a running one is left to finish."""
     elem = acb
     pool = elem.pool
+    if elem.func is None:
+        # a C worker's request: one still queued completes with -ECANCELED
+        # through thread_pool_c_completion
+        pool.c_pool.cancel(elem)
+        return
     with pool.lock:
         # Taking a count of the semaphore without waiting "steals" the
         # request from the workers; with the lock held it stays QUEUED.
@@ -268,6 +285,61 @@ def thread_pool_submit_co(pool: ThreadPool, func: ThreadPoolFunc,
     return tpc.ret
 
 
+def thread_pool_c_completion(opaque: ThreadPool) -> None:
+    """The fd handler of the C workers' eventfd: complete their finished
+    requests as thread_pool_completion_bh completes the others."""
+    pool = opaque
+    c_pool = pool.c_pool
+    c_pool.clear_notifier()
+    while True:
+        item = c_pool.take_one()
+        if item is None:
+            break
+        elem, ret = item
+        del pool.head[elem]
+        elem.ret = ret
+        elem.state = THREAD_DONE
+        if elem.cb is not None:
+            # as the bottom half re-schedules itself: a callback that polls
+            # for another request finished at the same time must see it
+            if c_pool.has_done():
+                os.eventfd_write(c_pool.fileno(), 1)
+            elem.cb(elem.opaque, ret)
+        block_io.qemu_aio_unref(elem)
+
+
+@coroutine_fn
+def thread_pool_submit_rw_co(pool: ThreadPool, func: ThreadPoolFunc,
+                             arg: Any, fd: int, iov: list, offset: int,
+                             nbytes: int, is_write: bool) -> int:
+    """preadv/pwritev of the buffers iov at offset on fd, run by the C
+    workers, which do what func(arg) does for such a request: a short
+    read ends with zeroes and returns 0, a short write is -EINVAL.
+    Without the C helper, and in deterministic mode, func(arg) runs as
+    thread_pool_submit_co runs it."""
+    if ThreadPoolC is None or deterministic.deterministic_enabled():
+        return thread_pool_submit_co(pool, func, arg)
+    assert qemu_in_coroutine()
+    if pool.c_pool is None:
+        pool.c_pool = ThreadPoolC(pool.max_threads)
+        aio_set_fd_handler(pool.ctx, pool.c_pool.fileno(), False,
+                           thread_pool_c_completion, None, pool)
+
+    tpc = ThreadPoolCo(qemu_coroutine_self(), -errno.EINPROGRESS)
+    req = block_io.qemu_aio_get(thread_pool_aiocb_info, None,
+                                thread_pool_co_cb, tpc)
+    req.func = None
+    req.arg = None
+    req.state = THREAD_QUEUED
+    req.ret = -errno.EINPROGRESS
+    req.exc = None
+    req.pool = pool
+    pool.head[req] = None
+    pool.c_pool.submit_rw(req, fd, iov, offset, nbytes, is_write)
+    qemu_coroutine_yield()
+    return tpc.ret
+
+
 def thread_pool_submit(pool: ThreadPool, func: ThreadPoolFunc,
                        arg: Any) -> None:
     thread_pool_submit_aio(pool, func, arg, None, None)
@@ -305,7 +377,21 @@ def thread_pool_free(pool: Optional[ThreadPool]) -> None:
             pool.worker_stopped.wait()
 
     qemu_bh_delete(pool.completion_bh)
+    if pool.c_pool is not None:
+        aio_set_fd_handler(pool.ctx, pool.c_pool.fileno(), False, None,
+                           None, None)
+        pool.c_pool.close()
+        pool.c_pool = None
 
+
+# The C workers (util/thread_pool_c.c), unless not built or
+# PYQEMU_THREAD_POOL=python asks for the Python workers only.
+ThreadPoolC = None
+if os.environ.get("PYQEMU_THREAD_POOL", "") != "python":
+    try:
+        from util._thread_pool_c import ThreadPoolC  # noqa: F811
+    except ImportError:
+        pass
 
 # qemu_aio_get/qemu_aio_unref live in block/io.py, which (through the
 # drivers) may import this module: bind it last, so that such a cycle finds
