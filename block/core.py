@@ -63,7 +63,7 @@ from util.qemu_option import (
     parse_option_bool, qemu_opt_get, qemu_opt_get_bool, qemu_opt_get_size,
     qemu_opt_set, qemu_opt_set_number, qemu_opts_absorb_qdict,
     qemu_opts_append, qemu_opts_create, qemu_opts_del, qemu_opts_do_parse,
-    qemu_opts_print)
+    qemu_opts_from_qdict, qemu_opts_print, qemu_opts_to_qdict)
 
 
 class BdrvDirtyBitmap:
@@ -274,10 +274,27 @@ def bdrv_create(drv: BlockDriver, filename: str, opts, errp: Errp) -> int:
 
 
 def bdrv_create_file(filename: str, opts, errp: Errp) -> int:
+    """Create the protocol level of an image (7.2's bdrv_co_create_file).
+    Only the options set in opts reach the protocol driver, parsed again
+    against its own list: the format's defaults stay behind (and a size
+    given with -o is parsed, and warned about, a second time, as in
+    7.2)."""
     drv = bdrv_find_protocol(filename, True, errp)
     if drv is None:
         return -errno.ENOENT
-    return bdrv_create(drv, filename, opts, errp)
+
+    if not drv.create_opts:
+        error_setg(errp, "Driver '%s' does not support image creation",
+                   drv.format_name)
+        return -errno.ENOTSUP
+
+    protocol_opts = qemu_opts_from_qdict(drv.create_opts,
+                                         qemu_opts_to_qdict(opts), errp)
+    if protocol_opts is None:
+        return -errno.EINVAL
+    ret = bdrv_create(drv, filename, protocol_opts, errp)
+    qemu_opts_del(protocol_opts)
+    return ret
 
 
 def find_image_format(bs: BlockDriverState, filename: Optional[str],

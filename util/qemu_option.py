@@ -437,6 +437,27 @@ def qemu_opts_append(dst: Optional[QemuOptsList],
     return dst
 
 
+def qemu_opts_from_qdict(lst: QemuOptsList, qdict: dict,
+                         errp: Errp) -> Optional[QemuOpts]:
+    """New QemuOpts of lst holding the entries of qdict (its 'id' as the
+    id), each parsed as a -o option would be; None with errp set if one is
+    unknown to lst or does not parse."""
+    opts = qemu_opts_create(lst, qdict.get('id'))
+    for key, value in qdict.items():
+        if key == 'id':
+            continue
+        value = _qobject_to_str(value)
+        if value is None:
+            continue
+        local_err = [None]
+        opt_set(opts, key, value, False, local_err)
+        if local_err[0]:
+            error_propagate(errp, local_err[0])
+            qemu_opts_del(opts)
+            return None
+    return opts
+
+
 def qemu_opts_to_qdict(opts: QemuOpts, qdict: Optional[dict] = None) -> dict:
     if qdict is None:
         qdict = {}

@@ -140,7 +140,7 @@ CORRUPT = ("qemu-img create -f qcow2 k.qcow2 1M",
 # Entries of DIVERGENCES.rst
 SECTOR_STATUS = "sector-granular-block-status"
 NO_PERMISSIONS = "no-permissions"
-CREATE_OPTIONS_ONCE = "create-options-parsed-once"
+QCOW2_OPTIONS_ONCE = "qcow2-create-options-parsed-once"
 
 CASES = [
     # --- the program --------------------------------------------------------
@@ -162,7 +162,9 @@ CASES = [
     ImgCase("create_size_option_rounded", NONE,
             "create -f raw -o size=1.0005k x.raw"),
     ImgCase("create_size_option_hex_suffix", NONE,
-            "create -f raw -o size=0x10k x.raw", diverges=CREATE_OPTIONS_ONCE),
+            "create -f raw -o size=0x10k x.raw"),
+    ImgCase("create_size_option_hex_suffix_qcow2", NONE,
+            "create -f qcow2 -o size=0x10k x.qcow2", diverges=QCOW2_OPTIONS_ONCE),
     ImgCase("create_size_hex_suffix", NONE, "create -f raw x.raw 0x10k"),
     ImgCase("create_raw_hex", NONE, "create x.raw 0x10000"),
     ImgCase("create_raw_size_option", NONE, "create -o size=2M x.raw"),
