@@ -224,9 +224,10 @@ thread_pool_aiocb_info = AIOCBInfo(
     get_aio_context=thread_pool_get_aio_context)
 
 
-def thread_pool_submit_aio(pool: ThreadPool, func: ThreadPoolFunc, arg: Any,
-                           cb: Optional[BlockCompletionFunc],
-                           opaque: Any) -> BlockAIOCB:
+def thread_pool_elem_new(pool: ThreadPool, func: Optional[ThreadPoolFunc],
+                         arg: Any, cb: Optional[BlockCompletionFunc],
+                         opaque: Any) -> ThreadPoolElement:
+    """A queued request, listed in pool.head (func None: a C worker's)."""
     req = block_io.qemu_aio_get(thread_pool_aiocb_info, None, cb, opaque)
     req.func = func
     req.arg = arg
@@ -234,8 +235,14 @@ def thread_pool_submit_aio(pool: ThreadPool, func: ThreadPoolFunc, arg: Any,
     req.ret = -errno.EINPROGRESS
     req.exc = None
     req.pool = pool
-
     pool.head[req] = None
+    return req
+
+
+def thread_pool_submit_aio(pool: ThreadPool, func: ThreadPoolFunc, arg: Any,
+                           cb: Optional[BlockCompletionFunc],
+                           opaque: Any) -> BlockAIOCB:
+    req = thread_pool_elem_new(pool, func, arg, cb, opaque)
 
     if deterministic.deterministic_enabled():
         # No worker threads: the work runs now, at this instant of the
@@ -326,15 +333,7 @@ def thread_pool_submit_rw_co(pool: ThreadPool, func: ThreadPoolFunc,
                            thread_pool_c_completion, None, pool)
 
     tpc = ThreadPoolCo(qemu_coroutine_self(), -errno.EINPROGRESS)
-    req = block_io.qemu_aio_get(thread_pool_aiocb_info, None,
-                                thread_pool_co_cb, tpc)
-    req.func = None
-    req.arg = None
-    req.state = THREAD_QUEUED
-    req.ret = -errno.EINPROGRESS
-    req.exc = None
-    req.pool = pool
-    pool.head[req] = None
+    req = thread_pool_elem_new(pool, None, None, thread_pool_co_cb, tpc)
     pool.c_pool.submit_rw(req, fd, iov, offset, nbytes, is_write)
     qemu_coroutine_yield()
     return tpc.ret
