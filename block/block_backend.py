@@ -21,9 +21,9 @@ from typing import Any, Optional
 
 from block import core, io, throttle_groups
 from block.accounting import BlockAcctStats
-from block.block_int import (BDRV_REQ_FUA, BDRV_REQ_ZERO_WRITE,
-                             BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE, INT_MAX,
-                             BlockDriverState)
+from block.block_int import (BDRV_O_RDWR, BDRV_REQ_FUA, BDRV_REQ_ZERO_WRITE,
+                             BDRV_SECTOR_BITS, BDRV_SECTOR_SIZE,
+                             BlockDriverState, INT_MAX)
 from util.aio import (AIOCBInfo, BlockAIOCB, aio_bh_new,
                       aio_bh_schedule_oneshot,
                       aio_context_acquire, aio_context_release, aio_poll,
@@ -127,6 +127,12 @@ def blk_new_open(name: str, filename: Optional[str],
 
     pbs = [blk.bs]
     ret = core.bdrv_open(pbs, filename, reference, options, flags, errp)
+    if ret == 0 and flags & BDRV_O_RDWR and \
+            core.bdrv_read_only_for_writer(blk.bs):
+        # 7.2's blk_new_open() takes the write permission when it opens
+        # read-write, which a node made read-only by its options refuses
+        error_setg(errp, "Block node is read-only")
+        ret = -errno.EPERM
     if ret < 0:
         if pret is not None:
             pret[0] = ret

@@ -1845,6 +1845,16 @@ def bdrv_debug_is_suspended(bs: Optional[BlockDriverState], tag: str) -> bool:
     return False
 
 
+def bdrv_read_only_for_writer(bs: BlockDriverState) -> bool:
+    """Is bs, or a node it stores its data on, read-only?  A writer needs
+    them all writable (7.2's permissions: a format node passes the write
+    permission down to its file, a filter to its image)."""
+    if bdrv_is_read_only(bs):
+        return True
+    return any(bdrv_read_only_for_writer(child.bs) for child in bs.children
+               if child.name in ('file', 'image'))
+
+
 def bdrv_is_inserted(bs: BlockDriverState) -> bool:
     """Is there a medium (in bs and in all its children)?"""
     drv = bs.drv

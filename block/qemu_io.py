@@ -109,16 +109,6 @@ def take_force_share(opts: Optional[dict], flags: int, taken: dict,
     return True
 
 
-def read_only_for_writer(bs) -> bool:
-    """Is bs, or a node it stores its data on, read-only?  A writer needs
-    them all writable (7.2's permissions: a format node passes the write
-    permission down to its file, a filter to its image)."""
-    if core.bdrv_is_read_only(bs):
-        return True
-    return any(read_only_for_writer(child.bs) for child in bs.children
-               if child.name in ('file', 'image'))
-
-
 def openfile(name: Optional[str], flags: int, writethrough: bool,
              force_share: bool, opts: Optional[dict]) -> int:
     """Open the image qemu-io works on; 0, or 1 after a message."""
@@ -143,13 +133,6 @@ def openfile(name: Optional[str], flags: int, writethrough: bool,
         # 7.2 lets 'reopen -w' make an image opened read-only writable
         qemuio_blk = bb.blk_new_open("hda", name, None, opts,
                                      flags | BDRV_O_ALLOW_RDWR, local_err)
-    if qemuio_blk and flags & BDRV_O_RDWR \
-            and read_only_for_writer(bb.blk_bs(qemuio_blk)):
-        # 7.2's blk_new_open() asks for the write permission, which a node
-        # made read-only by its options refuses
-        error_setg(local_err, "Block node is read-only")
-        bb.blk_unref(qemuio_blk)
-        qemuio_blk = None
     if not qemuio_blk:
         error_reportf_err(local_err[0], "can't open%s%s: ",
                           " device " if name else "", name or "")

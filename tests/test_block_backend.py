@@ -120,6 +120,25 @@ def test_open_failure_leaves_nothing(tmp_path):
     assert not bb.blk_backends
 
 
+@pytest.mark.parametrize('options', [
+    {'driver': 'raw', 'read-only': 'on'},
+    {'driver': 'raw', 'file.read-only': 'on'},
+])
+def test_open_rdwr_refused_by_read_only_node(img, options):
+    """7.2: a read-write BlockBackend needs the write permission, which a
+    node made read-only by its options (or its file) refuses."""
+    errp = [None]
+    pret = [0]
+    assert bb.blk_new_open('d', img, None, dict(options), BDRV_O_RDWR,
+                           errp, pret) is None
+    assert errp[0].msg == 'Block node is read-only'
+    assert pret == [-errno.EPERM]
+    assert not bb.blk_backends
+    blk = bb.blk_new_open('d', img, None, dict(options), 0, errp)
+    assert blk is not None
+    bb.blk_unref(blk)
+
+
 # --- request checks ---------------------------------------------------------
 
 @pytest.mark.parametrize('offset,count,ret', [

@@ -139,7 +139,6 @@ CORRUPT = ("qemu-img create -f qcow2 k.qcow2 1M",
 
 # Entries of DIVERGENCES.rst
 SECTOR_STATUS = "sector-granular-block-status"
-NO_PERMISSIONS = "no-permissions"
 QCOW2_OPTIONS_ONCE = "qcow2-create-options-parsed-once"
 
 CASES = [
@@ -405,7 +404,10 @@ CASES = [
             "+512"),
     ImgCase("resize_image_opts_read_only", RAW,
             "resize --image-opts driver=raw,file.filename=a.raw,read-only=on "
-            "3M", diverges=NO_PERMISSIONS),
+            "3M"),
+    ImgCase("resize_image_opts_file_read_only", RAW,
+            "resize --image-opts driver=raw,file.filename=a.raw,file.read-only=on "
+            "3M"),
     ImgCase("resize_null", NONE, "resize -f null-co null-co:// 2G"),
     ImgCase("resize_null_probed", NONE, "resize null-co:// 1M"),
     ImgCase("resize_object", RAW,
