@@ -1,7 +1,7 @@
 """qemu-img, the disk image utility: the Python twin of QEMU's qemu-img.c.
 
-The commands create, info, check, map, compare, convert, bench and
-resize.  Each command keeps the structure and the function names of
+The commands create, info, check, map, compare, convert, bench, resize
+and dd.  Each command keeps the structure and the function names of
 qemu-img.c; options, messages, output and exit status are those of the
 installed QEMU (7.2), whose qemu-img differs from 2.5's in what a user
 sees (the -o help lists, the JSON key order, map's "present" field,
@@ -12,7 +12,7 @@ cannot express, the 2.5 API is used: block status and compressed writes in
 sectors, BlockBackends with a name.  The program calls itself qemu-img in
 its messages, as the real one does, so that the two compare byte for byte.
 
-The other commands of 7.2 (amend, bitmap, commit, dd, measure, rebase,
+The other commands of 7.2 (amend, bitmap, commit, measure, rebase,
 snapshot) are listed in the help but not ported: they report so and exit
 with status 1.
 
@@ -2664,6 +2664,200 @@ def img_resize(argv: list) -> int:
     return 0 if ret == 0 else 1
 
 
+# img_dd's operands (7.2's C_* flags)
+C_BS = 0o1
+C_COUNT = 0o2
+C_IF = 0o4
+C_OF = 0o10
+C_SKIP = 0o20
+
+
+class DdInfo:
+    def __init__(self):
+        self.flags = 0
+        self.count = 0
+
+
+class DdIo:
+    def __init__(self):
+        self.bsz = 512      # dd's default block size
+        self.filename: Optional[str] = None
+        self.offset = 0
+
+
+def img_dd_bs(arg: str, inp: DdIo, out: DdIo, dd: DdInfo) -> int:
+    res = cvtnum_full("bs", arg, 1, INT_MAX)
+    if res < 0:
+        return 1
+    inp.bsz = out.bsz = res
+    return 0
+
+
+def img_dd_count(arg: str, inp: DdIo, out: DdIo, dd: DdInfo) -> int:
+    dd.count = cvtnum("count", arg)
+    return 1 if dd.count < 0 else 0
+
+
+def img_dd_if(arg: str, inp: DdIo, out: DdIo, dd: DdInfo) -> int:
+    inp.filename = arg
+    return 0
+
+
+def img_dd_of(arg: str, inp: DdIo, out: DdIo, dd: DdInfo) -> int:
+    out.filename = arg
+    return 0
+
+
+def img_dd_skip(arg: str, inp: DdIo, out: DdIo, dd: DdInfo) -> int:
+    inp.offset = cvtnum("skip", arg)
+    return 1 if inp.offset < 0 else 0
+
+
+DD_OPTIONS = (
+    ("bs", img_dd_bs, C_BS),
+    ("count", img_dd_count, C_COUNT),
+    ("if", img_dd_if, C_IF),
+    ("of", img_dd_of, C_OF),
+    ("skip", img_dd_skip, C_SKIP),
+)
+
+
+def img_dd(argv: list) -> int:
+    local_err = [None]
+    image_opts = False
+    out_fmt = "raw"
+    fmt = None
+    force_share = False
+    dd = DdInfo()
+    inp = DdIo()
+    out = DdIo()
+
+    long_options = [
+        option("help", no_argument, 'h'),
+        option("object", required_argument, OPTION_OBJECT),
+        option("image-opts", no_argument, OPTION_IMAGE_OPTS),
+        option("force-share", no_argument, 'U'),
+    ]
+    getopt = ImgGetopt(argv, ":hf:O:U", long_options)
+    for c, optarg in getopt:
+        if c == 'O':
+            out_fmt = optarg
+        elif c == 'f':
+            fmt = optarg
+        elif c == ':':
+            missing_argument(getopt.bad_option)
+        elif c == '?':
+            unrecognized_option(getopt.bad_option)
+        elif c == 'h':
+            help()
+        elif c == 'U':
+            force_share = True
+        elif c == OPTION_OBJECT:
+            user_creatable_process_cmdline(optarg)
+        elif c == OPTION_IMAGE_OPTS:
+            image_opts = True
+    argv, optind = getopt.argv, getopt.optind
+
+    for arg in argv[optind:]:
+        name, eq, value = arg.partition('=')
+        handler = next((o for o in DD_OPTIONS if o[0] == name), None)
+        if not eq or not handler:
+            error_report("unrecognized operand %s", name)
+            return 1
+        if handler[1](value, inp, out, dd) != 0:
+            return 1
+        dd.flags |= handler[2]
+
+    if not (dd.flags & C_IF and dd.flags & C_OF):
+        error_report("Must specify both input and output files")
+        return 1
+
+    blk1 = img_open("image", image_opts, inp.filename, fmt, 0, False, False,
+                    force_share)
+    if not blk1:
+        return 1
+    blk2 = None
+    try:
+        drv = bdrv_find_format(out_fmt)
+        if not drv:
+            error_report("Unknown file format")
+            return 1
+        proto_drv = bdrv_find_protocol(out.filename, True, local_err)
+        if not proto_drv:
+            error_report_err(local_err[0])
+            return 1
+        if not drv.create_opts:
+            error_report("Format driver '%s' does not support image "
+                         "creation", drv.format_name)
+            return 1
+        if not proto_drv.create_opts:
+            error_report("Protocol driver '%s' does not support image "
+                         "creation", proto_drv.format_name)
+            return 1
+        create_opts = qemu_opts_append(None, drv.create_opts)
+        create_opts = qemu_opts_append(create_opts, proto_drv.create_opts)
+        opts = qemu_opts_create(create_opts)
+
+        size = bb.blk_getlength(blk1)
+        if size < 0:
+            error_report("Failed to get size for '%s'", inp.filename)
+            return 1
+
+        if (dd.flags & C_COUNT and dd.count <= INT64_MAX // inp.bsz
+                and dd.count * inp.bsz < size):
+            size = dd.count * inp.bsz
+
+        # a skip past the end (or one that overflows int64_t) gives an
+        # empty output, as dd(1) does
+        skip_past_end = bool(dd.flags & C_SKIP and (
+            inp.offset > INT64_MAX // inp.bsz
+            or size < inp.bsz * inp.offset))
+        qemu_opt_set_number(opts, BLOCK_OPT_SIZE,
+                            0 if skip_past_end else
+                            size - inp.bsz * inp.offset, None)
+
+        ret = core.bdrv_create(drv, out.filename, opts, local_err)
+        if ret < 0:
+            error_reportf_err(local_err[0],
+                              "%s: error while creating output image: ",
+                              out.filename)
+            return 1
+
+        # 7.2 opens the output by its file name even with --image-opts
+        blk2 = img_open_file("target", out.filename, None, out_fmt,
+                             BDRV_O_RDWR, False, False, False)
+        if not blk2:
+            return 1
+
+        if skip_past_end:
+            error_report("%s: cannot skip to specified offset", inp.filename)
+            in_pos = size
+        else:
+            in_pos = inp.offset * inp.bsz
+
+        buf = bytearray(inp.bsz)
+        out_pos = 0
+        while in_pos < size:
+            nbytes = size - in_pos if in_pos + inp.bsz > size else inp.bsz
+            ret = bb.blk_pread(blk1, in_pos, buf, nbytes)
+            if ret < 0:
+                error_report("error while reading from input image file: %s",
+                             os.strerror(-ret))
+                return 1
+            in_pos += nbytes
+            ret = bb.blk_pwrite(blk2, out_pos, buf, nbytes)
+            if ret < 0:
+                error_report("error while writing to output image file: %s",
+                             os.strerror(-ret))
+                return 1
+            out_pos += nbytes
+        return 0
+    finally:
+        bb.blk_unref(blk1)
+        if blk2:
+            bb.blk_unref(blk2)
+
+
 def img_not_ported(argv: list) -> int:
     error_report("'%s' is not ported to pyqemu-img", argv[0])
     return 1
@@ -2678,7 +2872,7 @@ img_cmds: list = [
     ("compare", img_compare),
     ("convert", img_convert),
     ("create", img_create),
-    ("dd", img_not_ported),
+    ("dd", img_dd),
     ("info", img_info),
     ("map", img_map),
     ("measure", img_not_ported),

@@ -316,6 +316,26 @@ def test_force_share_needs_read_only(capfd, tmp_path, raw_image):
         "be used with read-only images\n")
 
 
+def test_dd_count_and_skip(capfd, tmp_path, raw_image):
+    """7.2 measures count from the start of the input, skip included: two
+    64k blocks from 64k copy one block."""
+    assert run(capfd, 'dd', 'bs=64k', 'count=2', 'skip=1', 'if=a.raw',
+               'of=o.raw', cwd=tmp_path) == (0, '', '')
+    assert (tmp_path / 'o.raw').read_bytes() == b'\x01' * 65536
+
+
+def test_dd_operands(capfd, tmp_path, raw_image):
+    assert run(capfd, 'dd', 'if=a.raw', 'of', cwd=tmp_path) == (
+        1, '', "qemu-img: unrecognized operand of\n")
+    assert run(capfd, 'dd', 'bs=0', 'if=a.raw', 'of=o.raw',
+               cwd=tmp_path) == (
+        1, '', "qemu-img: Invalid bs specified. Must be between 1 and "
+        "2147483647.\n")
+    assert run(capfd, 'dd', 'if=a.raw', cwd=tmp_path) == (
+        1, '', "qemu-img: Must specify both input and output files\n")
+    assert not (tmp_path / 'o.raw').exists()
+
+
 def test_not_ported(capfd):
     assert run(capfd, 'amend', '-o', 'compat=1.1', 'a.qcow2') == (
         1, '', "qemu-img: 'amend' is not ported to pyqemu-img\n")
