@@ -393,6 +393,10 @@ class BlockDriver:
     bdrv_aio_ioctl = None
 
     create_opts = None
+    # bdrv_measure(opts, in_bs, errp): 7.2's BlockMeasureInfo as a QAPI dict
+    # ('required', 'fully-allocated', 'bitmaps' when known), or None
+    bdrv_measure = None
+    bdrv_supports_persistent_dirty_bitmap = None
 
     bdrv_check = None
     bdrv_amend_options = None

@@ -273,6 +273,17 @@ def bdrv_create(drv: BlockDriver, filename: str, opts, errp: Errp) -> int:
     return ret
 
 
+def bdrv_measure(drv: BlockDriver, opts, in_bs: Optional[BlockDriverState],
+                 errp: Errp) -> Optional[dict]:
+    """The file size an image of format drv made with opts (or converted
+    from in_bs) needs: 7.2's bdrv_measure."""
+    if not drv.bdrv_measure:
+        error_setg(errp, "Block driver '%s' does not support size "
+                   "measurement", drv.format_name)
+        return None
+    return drv.bdrv_measure(opts, in_bs, errp)
+
+
 def bdrv_create_file(filename: str, opts, errp: Errp) -> int:
     """Create the protocol level of an image (7.2's bdrv_co_create_file).
     Only the options set in opts reach the protocol driver, parsed again

@@ -1,7 +1,7 @@
 """qemu-img, the disk image utility: the Python twin of QEMU's qemu-img.c.
 
-The commands create, info, check, map, compare, convert, bench, resize
-and dd.  Each command keeps the structure and the function names of
+The commands create, info, check, map, compare, convert, bench, resize,
+dd and measure.  Each command keeps the structure and the function names of
 qemu-img.c; options, messages, output and exit status are those of the
 installed QEMU (7.2), whose qemu-img differs from 2.5's in what a user
 sees (the -o help lists, the JSON key order, map's "present" field,
@@ -12,8 +12,8 @@ cannot express, the 2.5 API is used: block status and compressed writes in
 sectors, BlockBackends with a name.  The program calls itself qemu-img in
 its messages, as the real one does, so that the two compare byte for byte.
 
-The other commands of 7.2 (amend, bitmap, commit, measure, rebase,
-snapshot) are listed in the help but not ported: they report so and exit
+The other commands of 7.2 (amend, bitmap, commit, rebase, snapshot)
+are listed in the help but not ported: they report so and exit
 with status 1.
 
 Run as ``pyqemu-img`` or ``python -m block.qemu_img``.
@@ -67,7 +67,8 @@ from util.qemu_option import (QEMU_OPT_BOOL, QEMU_OPT_NUMBER, QEMU_OPT_SIZE,
                               qemu_opt_get, qemu_opt_get_bool,
                               qemu_opt_get_size, qemu_opt_set,
                               qemu_opt_set_number, qemu_opts_append,
-                              qemu_opts_create, qemu_opts_do_parse)
+                              qemu_opts_create, qemu_opts_del,
+                              qemu_opts_do_parse)
 
 PROGNAME = 'qemu-img'
 
@@ -82,6 +83,7 @@ OPTION_PATTERN = 260
 OPTION_FLUSH_INTERVAL = 261
 OPTION_NO_DRAIN = 262
 OPTION_TARGET_IMAGE_OPTS = 263
+OPTION_SIZE = 264
 OPTION_PREALLOCATION = 265
 OPTION_SHRINK = 266
 OPTION_SALVAGE = 267
@@ -1546,20 +1548,47 @@ def block_driver_can_compress(drv) -> bool:
     return drv.bdrv_write_compressed is not None
 
 
-def bdrv_snapshot_load_tmp_error(bs) -> str:
-    """block/snapshot.c's refusal: no driver of this port can load an
-    internal snapshot (7.2's BlockBackends are anonymous, hence '')."""
-    if not bs.read_only:
-        return "Device '' is not read-only"
-    return ("Block format '%s' used by device '' does not support "
-            "temporarily loading internal snapshots" % bs.drv.format_name)
-
-
 SNAPSHOT_OPT_BASE = 'snapshot.'
 internal_snapshot_opts = QemuOptsList('snapshot', [
     QemuOptDesc('snapshot.id', QEMU_OPT_STRING, 'snapshot id'),
     QemuOptDesc('snapshot.name', QEMU_OPT_STRING, 'snapshot name'),
 ])
+
+
+def _snapshot_exists(bs, snapshot_id: Optional[str],
+                     name: Optional[str]) -> bool:
+    """7.2's qcow2 find_snapshot_by_id_and_name: both must match if both
+    are given."""
+    sn_tab = [None]
+    bs.drv.bdrv_snapshot_list(bs, sn_tab)
+    return any((snapshot_id is None or sn.id_str == snapshot_id)
+               and (name is None or sn.name == name)
+               for sn in sn_tab[0] or ())
+
+
+def bdrv_snapshot_load_tmp_error(bs, snapshot_param: str) -> str:
+    """Why block/snapshot.c's bdrv_snapshot_load_tmp (for snapshot.id= and
+    snapshot.name= options) or bdrv_snapshot_load_tmp_by_id_or_name (an id,
+    else a name) refuses snapshot_param.  No driver of this port loads an
+    internal snapshot: a format whose 7.2 driver can (one with a snapshot
+    list, qcow2) refuses a missing snapshot as 7.2 does, and an existing
+    one as the others do.  7.2's BlockBackends are anonymous, hence ''."""
+    if not bs.read_only:
+        return "Device '' is not read-only"
+    if bs.drv.bdrv_snapshot_list:
+        if snapshot_param.startswith(SNAPSHOT_OPT_BASE):
+            sn_opts = qemu_opts_create(internal_snapshot_opts)
+            qemu_opts_do_parse(sn_opts, snapshot_param, None, None)
+            found = _snapshot_exists(bs, qemu_opt_get(sn_opts, 'snapshot.id'),
+                                     qemu_opt_get(sn_opts, 'snapshot.name'))
+            qemu_opts_del(sn_opts)
+        else:
+            found = (_snapshot_exists(bs, snapshot_param, None)
+                     or _snapshot_exists(bs, None, snapshot_param))
+        if not found:
+            return "Can't find snapshot"
+    return ("Block format '%s' used by device '' does not support "
+            "temporarily loading internal snapshots" % bs.drv.format_name)
 
 
 def img_convert(argv: list) -> int:
@@ -1779,7 +1808,8 @@ def convert_open_and_copy(s: ImgConvertState, src_names: list,
             error_report("No support for concatenating multiple snapshot")
             return -1
         error_report("Failed to load snapshot: %s",
-                     bdrv_snapshot_load_tmp_error(bb.blk_bs(s.src[0])))
+                     bdrv_snapshot_load_tmp_error(bb.blk_bs(s.src[0]),
+                                                  snapshot_param))
         return -1
 
     if not skip_create:
@@ -2858,6 +2888,150 @@ def img_dd(argv: list) -> int:
             bb.blk_unref(blk2)
 
 
+# qapi/block-core.json: the members of BlockMeasureInfo, in schema order
+BLOCK_MEASURE_INFO_MEMBERS = ('required', 'fully-allocated', 'bitmaps')
+
+
+def dump_json_block_measure_info(info: dict) -> None:
+    printf("%s\n", qobject_to_json_pretty(
+        qapi_struct(BLOCK_MEASURE_INFO_MEMBERS, info)))
+
+
+def img_measure(argv: list) -> int:
+    local_err = [None]
+    output_format = OFORMAT_HUMAN
+    fmt = None
+    out_fmt = "raw"
+    options = [None]
+    snapshot_param = None
+    force_share = False
+    image_opts = False
+    img_size = -1
+
+    long_options = [
+        option("help", no_argument, 'h'),
+        option("image-opts", no_argument, OPTION_IMAGE_OPTS),
+        option("object", required_argument, OPTION_OBJECT),
+        option("output", required_argument, OPTION_OUTPUT),
+        option("size", required_argument, OPTION_SIZE),
+        option("force-share", no_argument, 'U'),
+    ]
+    # no ':' in front: glibc names a bad option itself, then help() runs
+    getopt = Getopt(argv, "hf:O:o:l:U", long_options)
+    for c, optarg in getopt:
+        if c in ('?', 'h'):
+            help()
+        elif c == 'f':
+            fmt = optarg
+        elif c == OPTION_OBJECT:
+            user_creatable_process_cmdline(optarg)
+        elif c == OPTION_IMAGE_OPTS:
+            image_opts = True
+        elif c == 'l':
+            if optarg.startswith(SNAPSHOT_OPT_BASE):
+                sn_opts = qemu_opts_create(internal_snapshot_opts)
+                qemu_opts_do_parse(sn_opts, optarg, None, local_err)
+                if local_err[0]:
+                    error_report_err(local_err[0])
+                    error_report("Failed in parsing snapshot param '%s'",
+                                 optarg)
+                    return 1
+            snapshot_param = optarg
+        elif c == 'O':
+            out_fmt = optarg
+        elif c == 'o':
+            if accumulate_options(options, optarg) < 0:
+                return 1
+        elif c == 'U':
+            force_share = True
+        elif c == OPTION_OUTPUT:
+            if optarg == "json":
+                output_format = OFORMAT_JSON
+            elif optarg == "human":
+                output_format = OFORMAT_HUMAN
+            else:
+                error_report("--output must be used with human or json as "
+                             "argument.")
+                return 1
+        elif c == OPTION_SIZE:
+            img_size = cvtnum("image size", optarg)
+            if img_size < 0:
+                return 1
+    argv, optind = getopt.argv, getopt.optind
+    argc = len(argv)
+
+    filename = None
+    if argc - optind > 1:
+        error_report("At most one filename argument is allowed.")
+        return 1
+    elif argc - optind == 1:
+        filename = argv[optind]
+
+    if not filename and (image_opts or fmt or snapshot_param):
+        error_report("--image-opts, -f, and -l require a filename argument.")
+        return 1
+    if filename and img_size != -1:
+        error_report("--size N cannot be used together with a filename.")
+        return 1
+    if not filename and img_size == -1:
+        error_report("Either --size N or one filename must be specified.")
+        return 1
+
+    in_blk = None
+    try:
+        if filename:
+            in_blk = img_open("image", image_opts, filename, fmt, 0, False,
+                              False, force_share)
+            if not in_blk:
+                return 1
+            if snapshot_param is not None:
+                error_report("Failed to load snapshot: %s",
+                             bdrv_snapshot_load_tmp_error(
+                                 bb.blk_bs(in_blk), snapshot_param))
+                return 1
+
+        drv = bdrv_find_format(out_fmt)
+        if not drv:
+            error_report("Unknown file format '%s'", out_fmt)
+            return 1
+        if not drv.create_opts:
+            error_report("Format driver '%s' does not support image "
+                         "creation", drv.format_name)
+            return 1
+
+        create_opts = qemu_opts_append(None, drv.create_opts)
+        create_opts = qemu_opts_append(create_opts,
+                                       bdrv_find_format("file").create_opts)
+        opts = qemu_opts_create(create_opts)
+        if options[0]:
+            qemu_opts_do_parse(opts, options[0], None, local_err)
+            if local_err[0]:
+                error_report_err(local_err[0])
+                error_report("Invalid options for file format '%s'", out_fmt)
+                return 1
+        if img_size != -1:
+            qemu_opt_set_number(opts, BLOCK_OPT_SIZE, img_size, None)
+
+        info = core.bdrv_measure(drv, opts,
+                                 bb.blk_bs(in_blk) if in_blk else None,
+                                 local_err)
+        if local_err[0]:
+            error_report_err(local_err[0])
+            return 1
+
+        if output_format == OFORMAT_HUMAN:
+            printf("required size: %d\n", info['required'])
+            printf("fully allocated size: %d\n", info['fully-allocated'])
+            if 'bitmaps' in info:
+                printf("bitmaps size: %d\n", info['bitmaps'])
+        else:
+            dump_json_block_measure_info(info)
+        return 0
+    finally:
+        if in_blk:
+            bb.blk_unref(in_blk)
+
+
 def img_not_ported(argv: list) -> int:
     error_report("'%s' is not ported to pyqemu-img", argv[0])
     return 1
@@ -2875,7 +3049,7 @@ img_cmds: list = [
     ("dd", img_dd),
     ("info", img_info),
     ("map", img_map),
-    ("measure", img_not_ported),
+    ("measure", img_measure),
     ("snapshot", img_not_ported),
     ("rebase", img_not_ported),
     ("resize", img_resize),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from typing import Optional
 
 from block import core, io
 from block.block_int import (
@@ -38,6 +39,7 @@ from util.iov import (QEMUIOVector, qemu_iovec_add, qemu_iovec_concat,
                       qemu_iovec_init, qemu_iovec_to_buf)
 from util.qemu_option import (QEMU_OPT_SIZE, QemuOptDesc, QemuOptsList,
                               qemu_opt_find, qemu_opt_get_size,
+                              qemu_opt_get_size_del,
                               qemu_opts_absorb_qdict, qemu_opts_create,
                               qemu_opts_del)
 
@@ -338,6 +340,19 @@ def raw_create(filename: str, opts, errp: Errp) -> int:
     return core.bdrv_create_file(filename, opts, errp)
 
 
+def raw_measure(opts, in_bs, errp: Errp) -> Optional[dict]:
+    """7.2's raw_measure: a raw file holds every byte, allocated or not."""
+    if in_bs:
+        required = core.bdrv_getlength(in_bs)
+        if required < 0:
+            error_setg_errno(errp, -required, "Unable to get image size")
+            return None
+    else:
+        required = qemu_opt_get_size_del(opts, BLOCK_OPT_SIZE, 0)
+        required = -(-required // BDRV_SECTOR_SIZE) * BDRV_SECTOR_SIZE
+    return {'required': required, 'fully-allocated': required}
+
+
 def raw_open(bs, options: dict, flags: int, errp: Errp) -> int:
     s = bs.opaque
     offset, has_size, size = [0], [False], [0]
@@ -404,6 +419,7 @@ class BdrvRaw(BlockDriver):
     bdrv_refresh_limits = staticmethod(raw_refresh_limits)
     bdrv_aio_ioctl = staticmethod(raw_aio_ioctl)
     create_opts = raw_create_opts
+    bdrv_measure = staticmethod(raw_measure)
     bdrv_has_zero_init = staticmethod(raw_has_zero_init)
 
 

@@ -40,8 +40,9 @@ import zlib
 from typing import Optional
 
 from block import core, io
-from block.block_int import (BDRV_BLOCK_DATA, BDRV_BLOCK_OFFSET_VALID,
-                             BDRV_BLOCK_ZERO, BDRV_FIX_ERRORS, BDRV_FIX_LEAKS,
+from block.block_int import (BDRV_BLOCK_ALLOCATED, BDRV_BLOCK_DATA,
+                             BDRV_BLOCK_OFFSET_VALID, BDRV_BLOCK_ZERO,
+                             BDRV_FIX_ERRORS, BDRV_FIX_LEAKS,
                              BDRV_O_CHECK, BDRV_O_INACTIVE,
                              BDRV_O_NO_BACKING, BDRV_O_NO_FLUSH,
                              BDRV_O_PROTOCOL, BDRV_O_RDWR, BDRV_O_UNMAP,
@@ -2256,6 +2257,171 @@ def qcow2_signal_corruption(bs: BlockDriverState, fatal: bool, offset: int,
     s.signaled_corruption = True
 
 
+# --- measure: 7.2's option helpers, qcow2_calc_prealloc_size, qcow2_measure
+
+L1E_SIZE = 8
+L2E_SIZE_NORMAL = 8
+L2E_SIZE_EXTENDED = 16
+QCOW_EXTL2_SUBCLUSTERS_PER_CLUSTER = 32
+
+
+def qcow2_opt_get_cluster_size_del(opts, extended_l2: bool,
+                                   errp: Errp) -> int:
+    cluster_size = qemu_opt_get_size_del(opts, BLOCK_OPT_CLUSTER_SIZE,
+                                         DEFAULT_CLUSTER_SIZE)
+    cluster_bits = (cluster_size & -cluster_size).bit_length() - 1
+    if (cluster_bits < MIN_CLUSTER_BITS or cluster_bits > MAX_CLUSTER_BITS
+            or (1 << cluster_bits) != cluster_size):
+        error_setg(errp, "Cluster size must be a power of two between %d and "
+                   "%dk", 1 << MIN_CLUSTER_BITS, 1 << (MAX_CLUSTER_BITS - 10))
+        return 0
+    if extended_l2:
+        min_cluster_size = (QCOW_EXTL2_SUBCLUSTERS_PER_CLUSTER
+                            << BDRV_SECTOR_BITS)
+        if cluster_size < min_cluster_size:
+            error_setg(errp, "Extended L2 entries are only supported with "
+                       "cluster sizes of at least %d bytes", min_cluster_size)
+            return 0
+    return cluster_size
+
+
+def qcow2_opt_get_version_del(opts, errp: Errp) -> int:
+    """The compat option as measure reads it: only 0.10 and 1.1 (create
+    goes through QAPI and takes v2/v3 too)."""
+    buf = qemu_opt_get_del(opts, BLOCK_OPT_COMPAT_LEVEL)
+    if not buf or buf == "1.1":
+        return 3
+    if buf == "0.10":
+        return 2
+    error_setg(errp, "Invalid compatibility level: '%s'", buf)
+    return -errno.EINVAL
+
+
+def qcow2_opt_get_refcount_bits_del(opts, version: int, errp: Errp) -> int:
+    refcount_bits = qemu_opt_get_number_del(opts, BLOCK_OPT_REFCOUNT_BITS, 16)
+    if (refcount_bits > 64 or refcount_bits <= 0
+            or refcount_bits & (refcount_bits - 1)):
+        error_setg(errp, "Refcount width must be a power of two and may not "
+                   "exceed 64 bits")
+        return 0
+    if version < 3 and refcount_bits != 16:
+        error_setg(errp, "Different refcount widths than 16 bits require "
+                   "compatibility level 1.1 or above (use compat=1.1 or "
+                   "greater)")
+        return 0
+    return refcount_bits
+
+
+def qcow2_calc_prealloc_size(total_size: int, cluster_size: int,
+                             refcount_order: int, extended_l2: bool) -> int:
+    """The file size of a fully allocated image: header, L1 and L2 tables,
+    refcount structures and data (7.2's qcow2_calc_prealloc_size)."""
+    aligned_total_size = align_offset(total_size, cluster_size)
+    l2e_size = L2E_SIZE_EXTENDED if extended_l2 else L2E_SIZE_NORMAL
+
+    meta_size = cluster_size    # the header
+    nl2e = align_offset(aligned_total_size // cluster_size,
+                        cluster_size // l2e_size)
+    meta_size += nl2e * l2e_size
+    nl1e = align_offset(nl2e * l2e_size // cluster_size,
+                        cluster_size // L1E_SIZE)
+    meta_size += nl1e * L1E_SIZE
+    meta_size += qcow2_refcount_metadata_size(
+        (meta_size + aligned_total_size) // cluster_size, cluster_size,
+        refcount_order, False, None)
+    return meta_size + aligned_total_size
+
+
+def qcow2_supports_persistent_dirty_bitmap(bs: BlockDriverState) -> bool:
+    return bs.opaque.qcow_version >= 3
+
+
+def qcow2_measure(opts, in_bs: Optional[BlockDriverState],
+                  errp: Errp) -> Optional[dict]:
+    """7.2's qcow2_measure: the data clusters in_bs has (or none) plus the
+    metadata of a fully allocated image of that size."""
+    local_err = [None]
+    extended_l2 = qemu_opt_get_bool_del(opts, BLOCK_OPT_EXTL2, False)
+    cluster_size = qcow2_opt_get_cluster_size_del(opts, extended_l2,
+                                                  local_err)
+    if not local_err[0]:
+        version = qcow2_opt_get_version_del(opts, local_err)
+    if not local_err[0]:
+        refcount_bits = qcow2_opt_get_refcount_bits_del(opts, version,
+                                                        local_err)
+    if local_err[0]:
+        error_propagate(errp, local_err[0])
+        return None
+
+    prealloc = qemu_opt_get_del(opts, BLOCK_OPT_PREALLOC) or "off"
+    if prealloc not in core.PREALLOC_MODES:
+        error_setg(errp, "invalid parameter value: %s", prealloc)
+        return None
+    has_backing_file = bool(qemu_opt_get_del(opts, BLOCK_OPT_BACKING_FILE))
+    if qemu_opt_get_del(opts, BLOCK_OPT_ENCRYPT_FORMAT) == "luks":
+        error_setg(errp, "Encrypted images are not supported")
+        return None
+
+    virtual_size = align_offset(qemu_opt_get_size_del(opts, BLOCK_OPT_SIZE, 0),
+                                cluster_size)
+    l2e_size = L2E_SIZE_EXTENDED if extended_l2 else L2E_SIZE_NORMAL
+    l2_tables = -(-(virtual_size // cluster_size)
+                  // (cluster_size // l2e_size))
+    if l2_tables * L1E_SIZE > QCOW_MAX_L1_SIZE:
+        error_setg(errp, "The image size is too large (try using a larger "
+                   "cluster size)")
+        return None
+
+    required = 0
+    if in_bs:
+        ssize = core.bdrv_getlength(in_bs)
+        if ssize < 0:
+            error_setg_errno(errp, -ssize, "Unable to get image virtual_size")
+            return None
+        virtual_size = align_offset(ssize, cluster_size)
+        if has_backing_file:
+            # the new backing file may share nothing with in_bs
+            required = virtual_size
+        else:
+            offset = 0
+            while offset < ssize:
+                spnum = [0]
+                ret = io.bdrv_get_block_status_above(
+                    in_bs, None, offset >> BDRV_SECTOR_BITS,
+                    min(-(-(ssize - offset) // BDRV_SECTOR_SIZE), INT_MAX),
+                    spnum, [None])
+                if ret < 0:
+                    error_setg_errno(errp, -ret,
+                                     "Unable to get block status")
+                    return None
+                pnum = spnum[0] << BDRV_SECTOR_BITS
+                if ret & BDRV_BLOCK_ZERO:
+                    pass    # reads as zeroes: no cluster needed
+                elif (ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED)
+                      == BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED):
+                    # count whole clusters, and go on after this one
+                    pnum = align_offset(offset + pnum, cluster_size) - offset
+                    required += offset % cluster_size + pnum
+                offset += pnum
+
+    # metadata preallocation is counted anyway
+    if prealloc in ("full", "falloc"):
+        required = virtual_size
+
+    fully_allocated = qcow2_calc_prealloc_size(
+        virtual_size, cluster_size, refcount_bits.bit_length() - 1,
+        extended_l2)
+    info = {'required': fully_allocated - virtual_size + required,
+            'fully-allocated': fully_allocated}
+    # bitmaps are shown when both images could have them; this port loads
+    # no persistent bitmaps, so there are none to count
+    if (version >= 3 and in_bs and in_bs.drv
+            and in_bs.drv.bdrv_supports_persistent_dirty_bitmap
+            and in_bs.drv.bdrv_supports_persistent_dirty_bitmap(in_bs)):
+        info['bitmaps'] = 0
+    return info
+
+
 # 7.2's list and order (qcow2_create_opts of block/qcow2.c, the encryption
 # and layout options first, then its QCOW_COMMON_OPTIONS): the order is what
 # bdrv_img_create's "Formatting ..." line follows.  qcow2_create refuses the
@@ -2344,6 +2510,9 @@ class BdrvQcow2(BlockDriver):
     bdrv_refresh_limits = staticmethod(qcow2_refresh_limits)
 
     create_opts = qcow2_create_opts
+    bdrv_measure = staticmethod(qcow2_measure)
+    bdrv_supports_persistent_dirty_bitmap = staticmethod(
+        qcow2_supports_persistent_dirty_bitmap)
     bdrv_check = staticmethod(qcow2_check)
 
     bdrv_detach_aio_context = staticmethod(qcow2_detach_aio_context)
