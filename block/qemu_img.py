@@ -62,13 +62,12 @@ from util.iov import QEMUIOVector, buffer_is_zero, qemu_iovec_add, \
 from util.main_loop import main_loop_wait
 from util.qemu_error import (error_init, error_printf, error_report,
                              error_report_err, error_reportf_err, warn_report)
-from util.qemu_option import (QEMU_OPT_BOOL, QEMU_OPT_NUMBER, QEMU_OPT_SIZE,
-                              QEMU_OPT_STRING, QemuOptDesc, QemuOptsList,
-                              qemu_opt_get, qemu_opt_get_bool,
+from util.qemu_option import (QEMU_OPT_SIZE, QEMU_OPT_STRING, QemuOptDesc,
+                              QemuOptsList, qemu_opt_get, qemu_opt_get_bool,
                               qemu_opt_get_size, qemu_opt_set,
                               qemu_opt_set_number, qemu_opts_append,
                               qemu_opts_create, qemu_opts_del,
-                              qemu_opts_do_parse)
+                              qemu_opts_do_parse, qemu_opts_print_help)
 
 PROGNAME = 'qemu-img'
 
@@ -386,24 +385,6 @@ def has_help_option(param: str) -> bool:
         if is_help_option(''.join(value)):
             return True
     return False
-
-
-_OPT_TYPE_NAMES = {QEMU_OPT_STRING: 'str', QEMU_OPT_BOOL: 'bool (on/off)',
-                   QEMU_OPT_NUMBER: 'num', QEMU_OPT_SIZE: 'size'}
-
-
-def qemu_opts_print_help(lst: QemuOptsList, print_caption: bool) -> None:
-    """The sorted "  name=<type>  - help" lines of util/qemu-option.c
-    (qemu-img only asks without a caption)."""
-    assert not print_caption
-    lines = []
-    for desc in lst.desc:
-        line = '  %s=<%s>' % (desc.name, _OPT_TYPE_NAMES[desc.type])
-        if desc.help:
-            line = line.ljust(24) + ' - ' + desc.help
-        lines.append(line)
-    for line in sorted(lines):
-        printf("%s\n", line)
 
 
 def print_block_option_help(filename: Optional[str], fmt: str) -> int:
