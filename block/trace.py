@@ -2,8 +2,8 @@
 
 Every trace point is a module-level function trace_<name>(*args), off by
 default: then it only tests a flag.  trace_enable(pattern) turns on the
-events whose name matches pattern ('*' matches any run of characters, as in
-QEMU's -T/--trace pattern); an enabled event writes one line
+events whose name matches pattern ('*' matches any run of characters and
+'?' one, as in QEMU's -T/--trace pattern); an enabled event writes one line
 "<name> <formatted args>" to the trace output (stderr by default).
 
 Formats use C's printf syntax as trace-events does; %p prints an object's
@@ -48,7 +48,11 @@ _output: TextIO = sys.stderr
 
 
 def _pattern_re(pattern: str) -> re.Pattern:
-    return re.compile(".*".join(re.escape(p) for p in pattern.split("*")) + r"\Z")
+    """glib's g_pattern_match_simple, which QEMU matches event names with:
+    '*' stands for any run of characters, '?' for one."""
+    wildcards = {"*": ".*", "?": "."}
+    return re.compile("".join(wildcards.get(c) or re.escape(c)
+                              for c in pattern) + r"\Z", re.S)
 
 
 def trace_event_register(name: str, fmt: str) -> Callable[..., None]:

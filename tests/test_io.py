@@ -1615,6 +1615,9 @@ def test_trace_bdrv_co_readv(ctx):
     try:
         # bdrv_co_readv, bdrv_co_copy_on_readv, bdrv_co_do_copy_on_readv
         assert trace.trace_enable("bdrv_co_*readv") == 3
+        # '?' is one character, as in glib's patterns
+        assert trace.trace_enable("bdrv_co_?eadv*", False) == 2
+        assert trace.trace_enable("bdrv_co_?eadv", True) == 1
         qiov = make_qiov(bytearray(SECTOR))
         assert run_co(ctx, io.bdrv_co_readv, bs, 1, 1, qiov) == 0
         assert run_co(ctx, io.bdrv_co_writev, bs, 1, 1, qiov) == 0
