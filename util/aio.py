@@ -395,16 +395,17 @@ def aio_notify(ctx: AioContext) -> None:
 
 
 def aio_notify_accept(ctx: AioContext) -> None:
-    # C: atomic_xchg(&notified, false).  The plain read/write cannot leave
-    # the notifier set with notified false: aio_notify sets the notifier
-    # before notified, and we clear notified before the notifier.
-    if ctx.notified:
+    """C: atomic_xchg(&notified, false), and a read of the eventfd if it was
+    set.  Here the eventfd is drained also when poll() saw it readable with
+    notified still false: aio_notify sets the eventfd before notified, and
+    a notifying thread can wait up to a GIL switch interval between the
+    two, during which a blocking aio_poll would spin on the readable
+    eventfd.  (notified is cleared before the eventfd, so the two cannot be
+    left set and clear.)"""
+    node = ctx.fd_handlers.get(ctx.notifier.rfd)
+    if ctx.notified or (node is not None and node.revents & _READ_EVENTS):
         ctx.notified = False
-        # When poll() saw the eventfd readable, event_notifier_dummy_cb
-        # drains it in aio_dispatch: one read per wake-up, not two.
-        node = ctx.fd_handlers.get(ctx.notifier.rfd)
-        if node is None or not node.revents & _READ_EVENTS:
-            event_notifier_test_and_clear(ctx.notifier)
+        event_notifier_test_and_clear(ctx.notifier)
 
 
 def aio_timerlist_notify(opaque: AioContext) -> None:
@@ -421,13 +422,7 @@ def notify_dummy_bh(opaque: Any) -> None:
 
 
 def event_notifier_dummy_cb(e: EventNotifier) -> None:
-    """Clear the context's own notifier when poll() saw it set.
-
-    In C this is empty and aio_notify_accept clears it; but aio_notify sets
-    the eventfd before `notified`, and a notifying thread can wait up to a
-    GIL switch interval between the two, during which a blocking aio_poll
-    would spin on the readable eventfd."""
-    event_notifier_test_and_clear(e)
+    """Does nothing, as in C: aio_notify_accept drains the eventfd."""
 
 
 def aio_context_new(errp: Errp = None) -> Optional[AioContext]:

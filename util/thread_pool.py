@@ -35,8 +35,9 @@ from util import deterministic
 from util.aio import (AIOCBInfo, AioContext, BlockAIOCB, BlockCompletionFunc,
                       aio_bh_new, aio_set_fd_handler, qemu_bh_cancel,
                       qemu_bh_delete, qemu_bh_schedule, qemu_get_aio_context)
-from util.qemu_thread_posix import (QemuSemaphore, qemu_sem_init,
-                                    qemu_sem_post, qemu_sem_timedwait)
+from util.qemu_thread_posix import (QemuSemaphore, qemu_sem_destroy,
+                                    qemu_sem_init, qemu_sem_post,
+                                    qemu_sem_timedwait)
 from util.coroutine import (coroutine_fn, qemu_coroutine_enter,
                             qemu_coroutine_self, qemu_coroutine_yield,
                             qemu_in_coroutine)
@@ -376,6 +377,7 @@ def thread_pool_free(pool: Optional[ThreadPool]) -> None:
             pool.worker_stopped.wait()
 
     qemu_bh_delete(pool.completion_bh)
+    qemu_sem_destroy(pool.sem)
     if pool.c_pool is not None:
         aio_set_fd_handler(pool.ctx, pool.c_pool.fileno(), False, None,
                            None, None)
