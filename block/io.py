@@ -1062,7 +1062,8 @@ def bdrv_co_do_zero_pwritev(bs: BlockDriverState, offset: int, bytes: int,
 
         iov_memset([buf], 1, head_padding_bytes, 0, zero_bytes)
         ret = bdrv_aligned_pwritev(bs, req, offset & ~(align - 1), align,
-                                   local_qiov, _rmw_zero_flags(buf, flags))
+                                   local_qiov,
+                                   _rmw_zero_flags(bs, buf, flags))
         if ret < 0:
             return ret
         offset += zero_bytes
@@ -1093,12 +1094,12 @@ def bdrv_co_do_zero_pwritev(bs: BlockDriverState, offset: int, bytes: int,
         core.bdrv_debug_event(bs, BLKDBG_PWRITEV_RMW_AFTER_TAIL)
 
         iov_memset([buf], 1, 0, 0, bytes)
-        ret = bdrv_aligned_pwritev(bs, req, offset, align,
-                                   local_qiov, _rmw_zero_flags(buf, flags))
+        ret = bdrv_aligned_pwritev(bs, req, offset, align, local_qiov,
+                                   _rmw_zero_flags(bs, buf, flags))
     return ret
 
 
-def _rmw_zero_flags(buf: Any, flags: int) -> int:
+def _rmw_zero_flags(bs: BlockDriverState, buf: Any, flags: int) -> int:
     """The flags for writing back the padded block of an unaligned zero
     write.  The seed always writes it as data; here a block that is all
     zeroes stays a zero write, so that the driver may still make a zero
@@ -1106,8 +1107,9 @@ def _rmw_zero_flags(buf: Any, flags: int) -> int:
     (7.2 has no padding there: qcow2's request_alignment is 1 and
     qcow2_co_pwrite_zeroes checks that the rest of the cluster reads as
     zeroes, which qcow2_co_write_zeroes here checks for the block's
-    cluster)."""
-    if buffer_is_zero(buf, len(buf)):
+    cluster).  Without a write_zeroes callback the block is written as it
+    is (a zero write would only write a bounce buffer of zeroes)."""
+    if bs.drv.bdrv_co_write_zeroes and buffer_is_zero(buf, len(buf)):
         return flags
     return flags & ~BDRV_REQ_ZERO_WRITE
 
